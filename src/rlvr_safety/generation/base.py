@@ -1,0 +1,78 @@
+"""The one generation interface every backend (hf in-process, vllm, openai-compatible server) implements."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from ..errors import UserError
+
+Prompt = str | list[dict[str, str]]  # plain user text, or a chat message list
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings; temperature 0 means greedy. `n` samples per prompt."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+    batch_size: int = 16
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.n < 1 or self.batch_size < 1:
+            raise UserError("n and batch_size must be >= 1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def key(self) -> str:
+        """Store key: everything that changes outputs (batch_size does not, by design of the backends)."""
+        d = asdict(self)
+        d.pop("batch_size")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"]
+    token_ids: tuple[int, ...] = ()
+
+
+class Generator(Protocol):
+    backend: str
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams, progress: bool = True) -> list[Completion]:
+        """Return len(prompts) * params.n completions, prompt-major (all samples of prompt 0 first)."""
+        ...
+
+
+BACKENDS = ("hf", "vllm", "openai")
+
+
+def get_generator(backend: str, model_spec: str, **options: Any) -> Generator:
+    """Construct a backend by name; optional ones fail with an install hint rather than an ImportError."""
+    if backend == "hf":
+        from ..models import resolve_model
+        from .hf import HFGenerator
+
+        loaded = resolve_model(model_spec, device=options.get("device"), dtype=options.get("dtype"))
+        return HFGenerator(loaded.model, loaded.tokenizer)
+    if backend in ("vllm", "openai"):
+        raise UserError(f"the {backend!r} generation backend is not implemented yet; use --backend hf")
+    raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")

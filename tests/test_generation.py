@@ -1,0 +1,85 @@
+"""Batched generation must equal one-at-a-time generation; token counts and finish reasons must be right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlvr_safety.errors import UserError
+from rlvr_safety.generation.base import GenerationParams, get_generator
+from rlvr_safety.generation.hf import HFGenerator, encode_prompt
+from rlvr_safety.generation.logprobs import completion_logprobs
+from rlvr_safety.models import resolve_model
+
+PROMPTS = ["What is 2+2?", "Tell me a story about a very small dog who lived by the sea.", "Hi",
+           "List three colours.", "Explain photosynthesis in one long sentence please, with detail."]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    loaded = resolve_model(str(tiny_model_dir))
+    return HFGenerator(loaded.model, loaded.tokenizer)
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    params = GenerationParams(max_new_tokens=12, batch_size=8)
+    batched = tiny.generate(PROMPTS, params, progress=False)
+    single = [tiny.generate([p], GenerationParams(max_new_tokens=12, batch_size=1), progress=False)[0]
+              for p in PROMPTS]
+    assert [c.token_ids for c in batched] == [c.token_ids for c in single]
+    assert [c.text for c in batched] == [c.text for c in single]
+
+
+def test_counts_order_and_finish_reason(tiny):
+    params = GenerationParams(max_new_tokens=7, n=3, temperature=1.0, seed=3, batch_size=4)
+    outs = tiny.generate(PROMPTS, params, progress=False)
+    assert len(outs) == len(PROMPTS) * 3
+    for k, c in enumerate(outs):
+        prompt = PROMPTS[k // 3]
+        assert c.prompt_tokens == len(encode_prompt(tiny.tokenizer, prompt))
+        assert c.completion_tokens == len(c.token_ids) <= 7
+        assert (c.finish_reason == "length") == (c.completion_tokens == 7 and tiny.tokenizer.eos_token_id not in
+                                                c.token_ids)
+    again = tiny.generate(PROMPTS, params, progress=False)
+    assert [c.token_ids for c in again] == [c.token_ids for c in outs]  # seeded sampling reproduces
+
+
+def test_stop_at_eos_is_per_sequence(tiny, monkeypatch):
+    """Rows that hit EOS are cut there ("stop"); rows that never do keep all tokens ("length")."""
+    eos = tiny.tokenizer.eos_token_id
+    a, b = 100, 200
+
+    def fake_generate(input_ids, attention_mask, **kwargs):
+        width = input_ids.shape[1]
+        new = torch.tensor([[a, eos, b, b], [a, a, a, a]])[: input_ids.shape[0]]
+        return torch.cat([input_ids, new], dim=1) if width else new
+
+    monkeypatch.setattr(tiny.model, "generate", fake_generate)
+    outs = tiny.generate(["x", "a much longer prompt than x"], GenerationParams(max_new_tokens=4, batch_size=2),
+                         progress=False)
+    # sorted longest-first inside the backend, returned in prompt order
+    assert outs[1].token_ids == (a,) and outs[1].finish_reason == "stop" and outs[1].completion_tokens == 1
+    assert outs[0].token_ids == (a, a, a, a) and outs[0].finish_reason == "length"
+
+
+def test_logprobs_match_manual_forward(tiny):
+    outs = tiny.generate(PROMPTS[:3], GenerationParams(max_new_tokens=6), progress=False)
+    prompt_ids = [encode_prompt(tiny.tokenizer, p) for p in PROMPTS[:3]]
+    comp_ids = [list(c.token_ids) for c in outs]
+    lps = completion_logprobs(tiny.model, prompt_ids, comp_ids, tiny.pad_id, batch_size=2)
+    for p, c, lp in zip(prompt_ids, comp_ids, lps, strict=True):
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            logits = tiny.model(input_ids=ids).logits[0].float()
+        manual = torch.log_softmax(logits, -1)[len(p) - 1:-1].gather(-1, torch.tensor(c)[:, None])[:, 0]
+        np.testing.assert_allclose(lp, manual.double().numpy(), atol=1e-4)
+
+
+def test_bad_params_and_backend():
+    with pytest.raises(UserError):
+        GenerationParams(max_new_tokens=0)
+    with pytest.raises(UserError):
+        GenerationParams(top_p=0)
+    with pytest.raises(UserError, match="unknown generation backend"):
+        get_generator("nope", "default")
