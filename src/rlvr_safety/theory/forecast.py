@@ -154,7 +154,7 @@ def forecast(
     ]
     notes = []
     if np.any(counts < 8):
-        notes.append("some prompts have fewer than 8 samples; per-prompt forecasts are noisy and biased to 0")
+        notes.append("some prompts have fewer than 8 samples; per-prompt forecasts are noisy and biased toward zero drift")
     return Forecast(
         beta=b,
         ref_safety=ref,
