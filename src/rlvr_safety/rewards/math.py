@@ -35,6 +35,7 @@ __all__ = [
     "MathReward",
     "VerifierPool",
     "clean_answer",
+    "example_gold",
     "extract_answer",
     "extract_boxed",
     "gold_answer",
@@ -155,7 +156,8 @@ def gold_answer(value: Any, gold_format: GoldFormat = "auto") -> str:
     return text
 
 
-def _example_gold(example: Mapping[str, Any]) -> Any:
+def example_gold(example: Mapping[str, Any]) -> Any:
+    """The raw gold value of an example, from the first of gold / answer / solution / ground_truth present."""
     for key in ("gold", "answer", "solution", "ground_truth"):
         if key in example and example[key] is not None:
             return example[key]
@@ -457,7 +459,7 @@ class MathReward(Reward):
         todo: list[tuple[int, Extraction]] = []
         pairs: list[tuple[str, str]] = []
         for i, (example, completion) in enumerate(zip(examples, completions, strict=True)):
-            gold = gold_answer(_example_gold(example), self.gold_format)
+            gold = gold_answer(example_gold(example), self.gold_format)
             found = extract_answer(completion)
             if found.answer is None:
                 verdicts[i] = RewardVerdict(0.0, None, "no answer found")
