@@ -28,7 +28,7 @@ IFEVAL_FILE = "ifeval/input_data.jsonl"
 HH_HELPFUL_FILE = "hh_rlhf/helpful-base/test.jsonl.gz"
 
 ARITHMETIC_DEFAULT_N = 500
-ARITHMETIC_LEVEL = 1
+ARITHMETIC_LEVEL = "easy"  # the generator's levels: easy / medium / hard (or 1-3)
 ASSISTANT_TAG = "\n\nAssistant:"
 
 
@@ -315,10 +315,10 @@ def load_arithmetic(n: int, seed: int, level: str | int = ARITHMETIC_LEVEL) -> l
                     id=f"arithmetic/{item['id']}",
                     prompt=str(item["question"]),
                     benchmark="arithmetic",
-                    category=f"level-{level}",
+                    category=str(item.get("level", level)),
                     label="task",
                     gold=str(item["answer"]),
-                    extra={"seed": seed, "level": level},
+                    extra={"seed": seed, "level": item.get("level", level), "kind": item.get("kind")},
                 )
             )
         except KeyError as exc:

@@ -158,9 +158,9 @@ def take(records: list[Record], limit: int | None) -> list[Record]:
     queues = [iter(g) for g in groups.values()]
     while len(out) < limit:
         for q in queues:
-            rec = next(q, None)
-            if rec is not None and len(out) < limit:
-                out.append(rec)
+            nxt = next(q, None)
+            if nxt is not None and len(out) < limit:
+                out.append(nxt)
     return out
 
 
