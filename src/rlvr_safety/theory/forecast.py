@@ -154,7 +154,7 @@ def forecast(
     ]
     notes = []
     if np.any(counts < 8):
-        notes.append("some prompts have fewer than 8 samples; per-prompt forecasts are noisy and biased toward zero drift")
+        notes.append("some prompts have < 8 samples: their forecasts are noisy and biased toward zero drift")
     return Forecast(
         beta=b,
         ref_safety=ref,
