@@ -179,3 +179,10 @@ def test_info_paths_exist(data_dir: Path) -> None:
         if b.path and b.name not in ("wildjailbreak", "sorry-bench"):
             assert (data_dir / b.path).exists(), b.name
         assert re.fullmatch(r"[a-z0-9-]+", b.name)
+
+
+def test_arithmetic_real_generator_deterministic() -> None:
+    a = load_benchmark("arithmetic", limit=20, seed=1)
+    assert a == load_benchmark("arithmetic", limit=20, seed=1)
+    assert [r.prompt for r in a] != [r.prompt for r in load_benchmark("arithmetic", limit=20, seed=2)]
+    assert all(int(r.gold) == int(r.gold) and r.label == "task" for r in a)
