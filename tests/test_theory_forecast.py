@@ -76,7 +76,7 @@ def test_seeded_and_notes_small_k() -> None:
     a = forecast(g, s, beta=0.5, n_resamples=100, seed=3)
     b = forecast(g, s, beta=0.5, n_resamples=100, seed=3)
     assert a.drift_ci == b.drift_ci
-    assert any("fewer than 8" in n for n in a.notes)
+    assert any("< 8 samples" in n for n in a.notes)
 
 
 @pytest.mark.parametrize(
