@@ -1,0 +1,250 @@
+"""What every recipe shares: task data, model loading, TRL arguments, the store, monitors, atomic saves, resume."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlvr_safety.errors import UserError
+
+from .callbacks import JudgedProbe, ReferenceHandle, RunCallback, SafetyMonitor
+from .config import CommonConfig, LoraConfig, TaskConfig
+
+log = logging.getLogger(__name__)
+
+MODEL_SUBDIR = "model"
+CHECKPOINT_SUBDIR = "checkpoints"
+STORE_NAME = "store.sqlite"
+
+
+# ---------------------------------------------------------------------------------------------- task data
+@dataclass(frozen=True)
+class TaskItem:
+    """One training prompt with what the verifier and SFT need (gold answer, reference solution)."""
+
+    id: str
+    prompt: str
+    gold: str
+    solution: str | None
+
+
+_CALC = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_rationale(solution: str) -> str:
+    """GSM8K's rationale without calculator annotations, ending in the phrase our graders and prompts use."""
+    body, _, answer = solution.rpartition("####")
+    return f"{_CALC.sub('', body).strip()}\nThe answer is {answer.strip().replace(',', '')}."
+
+
+def answer_instruction() -> str:
+    from rlvr_safety.rewards.arithmetic import ANSWER_INSTRUCTION
+
+    return ANSWER_INSTRUCTION
+
+
+def task_items(task: TaskConfig, seed: int, data_dir: str | None = None, limit: int | None = None) -> list[TaskItem]:
+    """Training items for a task: generated arithmetic (seeded), or a benchmark's records with its rationale."""
+    n = task.limit if limit is None else limit
+    if task.name == "arithmetic":
+        from rlvr_safety.rewards.arithmetic import generate_problems, worked_solution
+
+        probs = generate_problems(n=n or 256, seed=seed, level=task.level)
+        items = [TaskItem(p["id"], p["prompt"] if task.instruction is None else
+                          f"{p['question']}{_suffix(task.instruction)}", str(p["answer"]), worked_solution(p))
+                 for p in probs]
+    else:
+        from rlvr_safety.data import load_benchmark
+
+        records = load_benchmark(task.name, data_dir=data_dir, limit=n, seed=seed)
+        instruction = answer_instruction() if task.instruction is None else task.instruction
+        items = []
+        for r in records:
+            if r.gold is None:
+                raise UserError(f"task {task.name!r}: record {r.id} has no gold answer; pick a capability task")
+            sol = r.extra.get("solution")
+            if isinstance(sol, str) and "####" in sol:
+                sol = gsm8k_rationale(sol)
+            items.append(TaskItem(r.id, f"{r.prompt}{_suffix(instruction)}", str(r.gold),
+                                  sol if isinstance(sol, str) else None))
+    if not items:
+        raise UserError(f"task {task.name!r} gave no training prompts; raise task.limit")
+    return items
+
+
+def _suffix(instruction: str) -> str:
+    return f"\n{instruction}" if instruction else ""
+
+
+def task_reward(task: TaskConfig) -> Any:
+    """The task's verifier (or the named reward)."""
+    from rlvr_safety.rewards.registry import get_reward, reward_for_task
+
+    if task.reward:
+        return get_reward(task.reward)
+    return reward_for_task(task.name.removesuffix("-train"))
+
+
+def messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    msgs = [{"role": "user", "content": prompt}]
+    if system_prompt:
+        msgs.insert(0, {"role": "system", "content": system_prompt})
+    return msgs
+
+
+# ---------------------------------------------------------------------------------------------- models
+def load_policy(cfg: CommonConfig) -> Any:
+    """Policy model + tokenizer + source folder (TRL rebuilds the frozen reference from `source`)."""
+    from rlvr_safety.models import resolve_model
+
+    loaded = resolve_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    tok = loaded.tokenizer
+    tok.padding_side = "left"
+    loaded.model.train()
+    if cfg.gradient_checkpointing:
+        loaded.model.config.use_cache = False
+    return loaded
+
+
+def peft_config(lora: LoraConfig, task_type: str = "CAUSAL_LM") -> Any:
+    """A peft LoraConfig, or None for full fine-tuning."""
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig as PeftLora
+
+    return PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                    target_modules=lora.target_modules, task_type=task_type)
+
+
+def on_gpu(cfg: CommonConfig) -> bool:
+    from rlvr_safety.models import pick_device_and_dtype
+
+    dev, _ = pick_device_and_dtype(cfg.device, cfg.dtype)
+    return dev.startswith("cuda")
+
+
+def trainer_kwargs(cfg: CommonConfig, out: Path) -> dict[str, Any]:
+    """HF TrainingArguments every recipe uses: log every step, checkpoints under DIR/checkpoints, CPU-safe."""
+    import torch
+
+    from rlvr_safety.models import pick_device_and_dtype
+
+    dev, dtype = pick_device_and_dtype(cfg.device, cfg.dtype)
+    gpu = dev.startswith("cuda")
+    return {
+        "output_dir": str(out / CHECKPOINT_SUBDIR),
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "learning_rate": cfg.learning_rate,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "warmup_steps": cfg.warmup_steps,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "max_grad_norm": cfg.max_grad_norm,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "report_to": cfg.report_to,
+        "bf16": gpu and dtype == torch.bfloat16,
+        "fp16": gpu and dtype == torch.float16,
+        "use_cpu": not gpu,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "disable_tqdm": True,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- run plumbing
+def open_store(out: Path) -> Any:
+    from rlvr_safety.store import Store
+
+    out.mkdir(parents=True, exist_ok=True)
+    return Store(out / STORE_NAME)
+
+
+def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
+    """The built-in judged probe: the first `n` harmful prompts of each configured safety benchmark."""
+    if not cfg.probe.enabled:
+        return None
+    from rlvr_safety.data import load_benchmark
+    from rlvr_safety.judges.registry import get_judge
+
+    prompts: list[str] = []
+    for name in cfg.probe.benchmarks:
+        harmful = [r.prompt for r in load_benchmark(name, data_dir=cfg.data_dir) if r.label == "harmful"]
+        prompts.extend(harmful[: cfg.probe.n])
+    if not prompts:
+        raise UserError(f"probe: no harmful prompts in {cfg.probe.benchmarks}; name safety benchmarks")
+    return JudgedProbe(prompts, get_judge(cfg.probe.judge), every=cfg.probe.every,
+                       max_new_tokens=cfg.probe.max_new_tokens, name="probe")
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / CHECKPOINT_SUBDIR
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train(trainer: Any, out: Path, resume: bool) -> Any:
+    """trainer.train, resuming from DIR/checkpoints when asked (a missing checkpoint starts fresh, with a note)."""
+    ckpt = last_checkpoint(out) if resume else None
+    if resume and ckpt is None:
+        log.warning("--resume: no checkpoint under %s; starting from step 0", out / CHECKPOINT_SUBDIR)
+    return trainer.train(resume_from_checkpoint=ckpt)
+
+
+def save_model_atomic(model: Any, tokenizer: Any, target: Path) -> Path:
+    """Merge LoRA (if any) and write weights + tokenizer to a temp folder, then rename it to `target`.
+
+    A killed run never leaves a half-written DIR/model; downstream stages load it like any model folder.
+    """
+    to_save = model
+    if hasattr(model, "merge_and_unload"):
+        to_save = model.merge_and_unload()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        to_save.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def make_run_callback(store: Any, run_id: str, tokenizer: Any, monitors: list[SafetyMonitor | None],
+                      ref: ReferenceHandle | None = None) -> RunCallback:
+    return RunCallback(store, run_id, tokenizer, [m for m in monitors if m is not None], ref)
+
+
+def summary(callback: RunCallback, result: Any, out: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dict run_recipe returns: where things are, last metrics, why it stopped."""
+    steps = [h for h in callback.history if "train_runtime" not in h]
+    last = steps[-1] if steps else {}
+    return {
+        "out": str(out),
+        "model": str(out / MODEL_SUBDIR),
+        "store": str(out / STORE_NAME),
+        "steps": int(getattr(result, "global_step", 0)),
+        "stopped_by": callback.stopped_by,
+        "last_metrics": last,
+        "train_runtime_s": float(getattr(result, "metrics", {}).get("train_runtime", 0.0)),
+        **(extra or {}),
+    }

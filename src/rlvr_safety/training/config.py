@@ -1,0 +1,243 @@
+"""Typed, validated training configs: YAML in, one clear line out on any mistake, before a model is loaded.
+
+Field names mirror TRL (beta, num_generations, epsilon, scale_rewards, loss_type, ...) so users move across freely.
+Unknown keys are rejected (extra="forbid"): a typo such as `bata: 0.1` must never silently train with the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlvr_safety.errors import UserError
+
+RECIPES = ("guard", "sft", "rlhf", "rlvr")
+ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
+Algorithm = Literal["grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Strict):
+    """LoRA adapter; with it the reference policy is the same weights with the adapter switched off (no copy)."""
+
+    enabled: bool = True
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+
+
+class ProbeConfig(_Strict):
+    """Judged safety probe: the first `n` prompts of each benchmark, greedy, judged every `every` steps."""
+
+    enabled: bool = True
+    every: int = Field(10, ge=1)
+    benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "strongreject", "xstest"])
+    n: int = Field(4, ge=1, description="prompts per benchmark (harmful ones only)")
+    judge: str = "keyword"
+    max_new_tokens: int = Field(32, ge=1)
+
+
+class CommonConfig(_Strict):
+    """Settings every recipe shares (model, optimisation, checkpointing, logging, safety monitoring)."""
+
+    model: str = "default"
+    seed: int = 0
+    data_dir: str | None = None
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    gradient_checkpointing: bool = False
+    device: str | None = Field(None, description="cpu | cuda | cuda:N; None picks cuda when available")
+    dtype: str | None = Field(None, description="bf16 | fp16 | fp32; None = bf16 on GPU, fp32 on CPU")
+    learning_rate: float = Field(1e-5, gt=0.0)
+    max_steps: int = Field(20, ge=1)
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler_type: str = "constant"
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int | None = Field(2, ge=1)
+    report_to: list[str] | str = "none"
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+
+
+class TaskConfig(_Strict):
+    """Which capability data a recipe trains on: a benchmark name from rlvr_safety.data, or generated arithmetic."""
+
+    name: str = "arithmetic"
+    limit: int | None = Field(256, ge=1, description="training prompts (arithmetic: how many to generate)")
+    level: int = Field(1, ge=1, description="arithmetic difficulty")
+    reward: str | None = Field(None, description="reward name; None picks the task's verifier")
+    system_prompt: str | None = None
+    instruction: str | None = Field(None, description="appended to each question; None = the answer-format hint")
+
+
+class RLConfig(CommonConfig):
+    """RL settings shared by rlvr and rlhf (TRL GRPOConfig names)."""
+
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    algorithm: Algorithm = "grpo"
+    beta: float = Field(0.05, ge=0.0, description="KL coefficient; 0 drops the penalty but KL is still logged")
+    num_generations: int = Field(4, ge=2)
+    max_prompt_length: int | None = Field(256, ge=8)
+    max_completion_length: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    epsilon: float = Field(0.2, gt=0.0)
+    epsilon_high: float | None = Field(None, gt=0.0, description="None: the algorithm's default")
+    num_iterations: int = Field(1, ge=1)
+    scale_rewards: Literal["group", "batch", "none"] | None = Field(None, description="None: the algorithm's")
+    loss_type: str | None = Field(None, description="override the algorithm's TRL loss type (expert use)")
+    mask_truncated_completions: bool = False
+    success_threshold: float = Field(1.0, description="a completion succeeds when its verifier reward >= this")
+    record_rollouts: bool = Field(False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
+
+    @model_validator(mode="after")
+    def _check(self) -> RLConfig:
+        if self.per_device_train_batch_size * self.gradient_accumulation_steps % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x gradient_accumulation_steps "
+                f"({self.per_device_train_batch_size} x {self.gradient_accumulation_steps}) must be a multiple of "
+                f"num_generations ({self.num_generations})")
+        return self
+
+
+class RLVRConfig(RLConfig):
+    pass
+
+
+class RewardModelConfig(_Strict):
+    """The learned reward of the rlhf recipe: TRL RewardTrainer on preference pairs."""
+
+    data: str = Field("hh-rlhf-helpful", description="preference benchmark (records with extra chosen/rejected)")
+    limit: int | None = Field(512, ge=2)
+    model: str | None = Field(None, description="RM base spec; None = the policy's model")
+    max_steps: int = Field(50, ge=1)
+    learning_rate: float = Field(5e-5, gt=0.0)
+    per_device_train_batch_size: int = Field(8, ge=1)
+    max_length: int = Field(256, ge=16)
+    lora: LoraConfig = Field(default_factory=lambda: LoraConfig(enabled=False))
+    path: str | None = Field(None, description="use an already trained RM folder and skip RM training")
+
+
+class RLHFConfig(RLConfig):
+    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig)
+
+
+class SFTConfig(CommonConfig):
+    """Supervised fine-tuning on the task's reference solutions, loss on the completion only."""
+
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    max_length: int = Field(512, ge=16)
+    num_train_epochs: float = Field(1.0, gt=0.0)
+
+
+class GuardConfig(CommonConfig):
+    """Safety SFT: refusals on harmful prompts, the model's own greedy answers on benign ones, until a target."""
+
+    learning_rate: float = Field(1e-4, gt=0.0)
+    max_steps: int = Field(200, ge=1)
+    harmful: str = Field("advbench", description="training-only harmful source; keep it out of evaluation")
+    n_harmful: int = Field(200, ge=1)
+    heldout: int = Field(32, ge=1, description="held-out harmful prompts for the stopping rule")
+    benign: list[str] = Field(default_factory=lambda: ["arithmetic", "gsm8k-train"])
+    n_benign: int = Field(100, ge=1, description="benign prompts per source")
+    benign_max_new_tokens: int = Field(64, ge=1)
+    target_refusal: float = Field(0.9, gt=0.0, le=1.0)
+    check_every: int = Field(10, ge=1)
+    judge: str = "keyword"
+    check_max_new_tokens: int = Field(24, ge=1)
+    max_length: int = Field(256, ge=16)
+
+    @model_validator(mode="after")
+    def _check(self) -> GuardConfig:
+        if not self.benign:
+            raise ValueError("benign must name at least one source (benign answers keep the model helpful)")
+        return self
+
+
+CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
+    "guard": GuardConfig, "sft": SFTConfig, "rlhf": RLHFConfig, "rlvr": RLVRConfig}
+
+
+def _parse_value(raw: str) -> Any:
+    """`--set` values are YAML scalars/lists: 0.1 -> float, true -> bool, [a,b] -> list, null -> None."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key=value` / `a.b=value` overrides in place (dotted keys reach nested sections)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value (e.g. --set beta=0.1), got {item!r}")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(raw)
+    return data
+
+
+def _format_error(recipe: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        return f"{recipe} config: unknown key {loc!r}; check the spelling (see docs/training.md){more}"
+    return f"{recipe} config: {loc}: {err['msg']}{more}"
+
+
+def load_config(recipe: str, path: str | Path | None, overrides: list[str] | None = None) -> CommonConfig:
+    """Read YAML (or nothing), apply overrides, validate; every problem is a one-line UserError."""
+    if recipe not in CONFIG_CLASSES:
+        raise UserError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UserError(f"{p}: invalid YAML: {' '.join(str(exc).split())[:200]}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{p}: the config must be a mapping of keys to values")
+        data = loaded
+        named = data.pop("recipe", recipe)
+        if named != recipe:
+            raise UserError(f"{p} is a config for recipe {named!r}, not {recipe!r}")
+    apply_overrides(data, list(overrides or []))
+    try:
+        cfg = CONFIG_CLASSES[recipe].model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_format_error(recipe, exc)) from exc
+    if isinstance(cfg, RLConfig) and cfg.algorithm == "ppo":
+        check_ppo_available()
+    return cfg
+
+
+def check_ppo_available() -> None:
+    """PPO needs a value head; the pinned TRL has no PPO trainer, so say so instead of faking it with GRPO."""
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is not None and importlib.util.find_spec("trl.experimental.ppo") is not None:
+        raise UserError("algorithm 'ppo': trl.experimental.ppo exists in this TRL but is not wired up yet; "
+                        "use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp")
+    raise UserError("algorithm 'ppo' is unavailable: the installed TRL has no PPO trainer (trl.experimental.ppo "
+                    "was removed); use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp (see docs/training.md)")
