@@ -236,8 +236,10 @@ def make_run_callback(store: Any, run_id: str, tokenizer: Any, monitors: list[Sa
 
 def summary(callback: RunCallback, result: Any, out: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The dict run_recipe returns: where things are, last metrics, why it stopped."""
-    steps = [h for h in callback.history if "train_runtime" not in h]
-    last = steps[-1] if steps else {}
+    last: dict[str, float] = {}  # the latest value of every metric (monitors log only every N steps)
+    for h in callback.history:
+        if "train_runtime" not in h:
+            last.update(h)
     return {
         "out": str(out),
         "model": str(out / MODEL_SUBDIR),
