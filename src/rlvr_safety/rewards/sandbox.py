@@ -1,0 +1,745 @@
+"""Run untrusted Python against tests in an isolated, resource-limited child process.
+
+Model-written code is hostile by assumption: RL optimises against the grader, so anything the grader lets a
+program do (exit early, print "passed", patch `check`, return an object equal to everything) will be found.
+
+Layout. The grader (`run_tests`) starts `python -I -S sandbox.py <dir>` (this file, stdlib only) as a *launcher*
+in a new session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it,
+then unshares network, mount, pid and IPC namespaces (as root directly, otherwise through a user namespace), and
+forks. The child (pid 1 of the new pid namespace) mounts private tmpfs over the world-writable directories and a
+fresh /proc, switches to a random unprivileged uid, sets rlimits (CPU, address space, file size, open files,
+processes, no core dumps), sets no-new-privs and a parent-death signal, and runs the *harness* in-process: build
+the program's namespace, run the tests, and only if everything passed write a per-run random nonce to a
+dedicated pipe. The grader counts a pass only for exactly that nonce plus exit status 0; timeouts kill the
+launcher's process group, and the pid namespace takes every descendant with it.
+
+Residual risk (documented, not solved): the program runs in the harness's interpreter, so with enough effort it
+can inspect the harness's memory and find the nonce. An audit hook raises on the obvious routes (frame and gc
+introspection, tracing, ctypes, /proc/*/mem), captured references make rebinding `check`, `AssertionError`,
+`sys.exit` or builtins useless, and return values must be plain data so an object whose `__eq__` always says
+True does not pass; but CPython has no in-process security boundary. The OS isolation above is the boundary:
+at worst such a program earns a reward it did not deserve, it cannot escape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
+
+__all__ = [
+    "CodeResult",
+    "CodeTask",
+    "SandboxCapabilities",
+    "SandboxLimits",
+    "run_batch",
+    "run_tests",
+    "sandbox_capabilities",
+]
+
+Status = Literal["passed", "failed", "timeout", "error", "killed"]
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_NS_FLAGS = {"netns": _CLONE_NEWNET, "mountns": _CLONE_NEWNS, "pidns": _CLONE_NEWPID, "ipcns": _CLONE_NEWIPC}
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
+_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+_UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uid per run: own NPROC count, can signal nothing else
+_CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+# Imported before privileges drop: the interpreter's own files may not be readable by the sandbox uid.
+_PRELOAD = (
+    "abc array base64 binascii bisect calendar cmath collections collections.abc contextlib copy ctypes "
+    "dataclasses datetime decimal enum fractions functools hashlib heapq io itertools json math numbers "
+    "operator queue random re statistics string struct textwrap threading time types typing unicodedata "
+    "weakref"
+).split()
+
+
+# ----------------------------------------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run resource caps; defaults suit HumanEval/MBPP-sized tasks."""
+
+    memory_bytes: int = 1 << 30
+    file_bytes: int = 10 << 20
+    tmpfs_bytes: int = 64 << 20
+    open_files: int = 64
+    processes: int = 32
+    output_bytes: int = 8192
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    """One sandboxed run. `passed` is True only when the harness proved every test ran and passed."""
+
+    passed: bool
+    status: Status
+    output: str
+    duration_s: float
+    reason: str = ""
+    isolation: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class CodeTask:
+    """A program with its tests: a HumanEval `check(candidate)` source, plain test code, or assert strings."""
+
+    program: str
+    tests: str | list[str]
+    entry_point: str | None = None
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SandboxCapabilities:
+    """Which isolation features the kernel and our privileges grant here (probed once per process)."""
+
+    features: frozenset[str]
+    errors: tuple[str, ...] = ()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.features
+
+
+# ----------------------------------------------------------------------------------------------- grader side
+
+
+def run_tests(
+    program: str,
+    tests: str | Sequence[str],
+    entry_point: str | None = None,
+    timeout_s: float = 5.0,
+    *,
+    limits: SandboxLimits | None = None,
+    guard_returns: bool = True,
+) -> CodeResult:
+    """Run `program` then `tests` in the sandbox; `timeout_s` bounds the whole run (wall clock).
+
+    `tests` is either source (if it defines `check` and `entry_point` is given, `check(<entry_point>)` is called,
+    HumanEval style) or a list of statements such as MBPP's assert strings, run in order. `guard_returns`
+    rejects return values of program functions that are not plain data (see module docstring).
+    """
+    caps = sandbox_capabilities()
+    return _run(
+        program, tests, entry_point, timeout_s, limits or SandboxLimits(), guard_returns, caps.features
+    )
+
+
+def run_batch(
+    items: Iterable[CodeTask | Mapping[str, Any]],
+    max_workers: int | None = None,
+    *,
+    limits: SandboxLimits | None = None,
+    guard_returns: bool = True,
+) -> list[CodeResult]:
+    """Run many tasks with at most `max_workers` sandboxes alive at once (threads launching processes)."""
+    tasks = [it if isinstance(it, CodeTask) else CodeTask(**dict(it)) for it in items]
+    if not tasks:
+        return []
+    workers = max(1, min(len(tasks), max_workers or os.cpu_count() or 1))
+    sandbox_capabilities()  # probe once before the threads start
+
+    def one(t: CodeTask) -> CodeResult:
+        return run_tests(
+            t.program, t.tests, t.entry_point, t.timeout_s, limits=limits, guard_returns=guard_returns
+        )
+
+    if workers == 1:
+        return [one(t) for t in tasks]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        return list(pool.map(one, tasks))
+
+
+_caps_lock = threading.Lock()
+_caps: SandboxCapabilities | None = None
+
+
+def sandbox_capabilities(refresh: bool = False) -> SandboxCapabilities:
+    """Probe (once) which namespaces, uid switch and rlimits work, by running an empty program."""
+    global _caps
+    with _caps_lock:
+        if _caps is None or refresh:
+            wanted = frozenset({*_NS_FLAGS, "uid_switch", "userns"})
+            res = _run("pass", [], None, 30.0, SandboxLimits(), False, wanted)
+            errors = tuple(line for line in res.reason.split("; ") if line) if not res.passed else ()
+            _caps = SandboxCapabilities(res.isolation, errors)
+        return _caps
+
+
+def _run(
+    program: str,
+    tests: str | Sequence[str],
+    entry_point: str | None,
+    timeout_s: float,
+    limits: SandboxLimits,
+    guard_returns: bool,
+    features: frozenset[str],
+) -> CodeResult:
+    start = time.monotonic()
+    nonce = secrets.token_hex(16)
+    root = os.geteuid() == 0
+    uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0] if root else None
+    workdir = tempfile.mkdtemp(prefix="rlvr-sbx-")
+    r_out = w_out = r_ver = w_ver = -1
+    try:
+        r_out, w_out = os.pipe()
+        r_ver, w_ver = os.pipe()
+        payload = {
+            "program": program,
+            "tests": tests if isinstance(tests, str) else list(tests),
+            "entry_point": entry_point,
+            "nonce": nonce,
+            "verdict_fd": w_ver,
+            "uid": uid if "uid_switch" in features else None,
+            "features": sorted(features),
+            "cpu_s": max(1, math.ceil(timeout_s) + 1),
+            "limits": limits.__dict__,
+            "guard_returns": guard_returns,
+        }
+        path = os.path.join(workdir, "job.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+        if payload["uid"] is not None:
+            os.chown(workdir, payload["uid"], payload["uid"])  # the workdir when there is no private /tmp
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__), workdir],
+                stdin=subprocess.DEVNULL,
+                stdout=w_out,
+                stderr=w_out,
+                pass_fds=(w_ver,),
+                env=dict(_CLEAN_ENV),
+                cwd=workdir,
+                start_new_session=True,
+            )
+        finally:
+            os.close(w_out)
+            os.close(w_ver)
+            w_out = w_ver = -1
+        out, verdict, dropped, timed_out = _collect(
+            proc, r_out, r_ver, start + timeout_s, limits.output_bytes
+        )
+        if uid is not None and "pidns" not in features:
+            _kill_uid(uid)
+        rc = proc.returncode
+    finally:
+        for fd in (r_out, w_out, r_ver, w_ver):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = out.decode("utf-8", "replace")
+    if dropped:
+        text += f"\n...[output truncated: {dropped} more bytes]"
+    return _verdict(verdict, nonce, rc, timed_out, text, time.monotonic() - start)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], r_out: int, r_ver: int, deadline: float, cap: int
+) -> tuple[bytes, bytes, int, bool]:
+    """Drain both pipes until the launcher exits (or the deadline), keeping at most `cap` output bytes."""
+    out = bytearray()
+    verdict = bytearray()
+    dropped = 0
+    timed_out = False
+    poller = select.poll()
+    open_fds = {r_out, r_ver}
+    for fd in open_fds:
+        poller.register(fd, select.POLLIN)
+    exited_at: float | None = None
+    while open_fds:
+        now = time.monotonic()
+        if exited_at is None and _exited(proc.pid):
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.5:
+            break  # stray holders of the pipes (escaped children): stop waiting, they get killed below
+        if now >= deadline:
+            timed_out = exited_at is None
+            break
+        for fd, _ in poller.poll(max(1, int(min(deadline - now, 0.05) * 1000))):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif fd == r_ver:
+                if len(verdict) < 65536:
+                    verdict += chunk
+            else:
+                keep = max(0, cap - len(out))
+                out += chunk[:keep]
+                dropped += len(chunk) - min(keep, len(chunk))
+    while exited_at is None and not timed_out and not _exited(proc.pid):
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
+        time.sleep(0.01)
+    # Kill the whole group before reaping, so its id cannot have been reused by an unrelated process.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    return bytes(out), bytes(verdict), dropped, timed_out
+
+
+def _exited(pid: int) -> bool:
+    """Has the launcher exited? Does not reap it (WNOWAIT), so its pid and process group stay ours."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_uid(uid: int) -> None:
+    """Without a pid namespace, processes that left the group (setsid) are found by their unique uid."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _verdict(
+    verdict: bytes, nonce: str, rc: int, timed_out: bool, output: str, duration: float
+) -> CodeResult:
+    lines = verdict.decode("utf-8", "replace").split("\n")
+    isolation: frozenset[str] = frozenset()
+    notes: list[str] = []
+    if lines and lines[0].startswith("I:"):
+        try:
+            info = json.loads(lines[0][2:])
+            isolation = frozenset(info.get("features", ()))
+            notes = list(info.get("errors", ()))
+        except (ValueError, AttributeError, TypeError):
+            notes = ["unreadable isolation report"]
+        lines = lines[1:]
+    rest = "\n".join(lines)
+
+    def result(status: Status, reason: str, passed: bool = False) -> CodeResult:
+        full = "; ".join([reason, *notes]) if notes else reason
+        return CodeResult(passed, status, output, duration, full, isolation)
+
+    if timed_out:
+        return result("timeout", "wall-clock timeout")
+    if rest == nonce + "\n" and rc == 0:
+        return result("passed", "all tests passed", True)
+    if rc == 128 + signal.SIGXCPU:
+        return result("timeout", "CPU time limit")
+    if rc >= 128:
+        try:
+            name = signal.Signals(rc - 128).name
+        except ValueError:
+            name = str(rc - 128)
+        return result("killed", f"killed by {name}")
+    if rest.startswith("F:") and nonce not in rest:
+        return result("failed", rest[2:].strip())
+    if rest.startswith("E:") and nonce not in rest:
+        return result("error", rest[2:].strip())
+    if rc == 0:
+        return result("failed", "program exited before the tests finished")
+    return result("error", f"exit status {rc}")
+
+
+# ----------------------------------------------------------------------------------------------- launcher side
+
+
+def _launcher_main(workdir: str) -> NoReturn:
+    path = os.path.join(workdir, "job.json")
+    with open(path, encoding="utf-8") as f:
+        job = json.load(f)
+    os.unlink(path)  # the nonce exists only in this process from here on
+    vfd = job["verdict_fd"]
+    for name in _PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    features, errors = _unshare(set(job["features"]))
+    pid = os.fork()
+    if pid:
+        os.close(vfd)
+        job.clear()
+        _, status = os.waitpid(pid, 0)
+        os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+    try:
+        workdir = _enter_child(job, features, errors, workdir)
+        info = {"features": sorted(features), "errors": errors}
+        os.write(vfd, b"I:" + json.dumps(info).encode() + b"\n")
+    except BaseException as exc:  # noqa: BLE001 - report any setup failure on the verdict channel
+        os.write(vfd, f"E:sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
+        os._exit(3)
+    _harness(job, workdir)
+
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(wanted: set[str]) -> tuple[set[str], list[str]]:
+    """Enter new namespaces; as non-root, via a user namespace mapping us to root inside it."""
+    libc = _libc()
+    got: set[str] = set()
+    errors: list[str] = []
+    flags = [(n, f) for n, f in _NS_FLAGS.items() if n in wanted]
+    if os.geteuid() != 0:
+        if "userns" not in wanted:
+            return got, errors
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            _check(libc.unshare(_CLONE_NEWUSER), "unshare(user)")
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            got.add("userns")
+        except OSError as exc:
+            errors.append(f"no user namespace ({exc}); no namespaces")
+            return got, errors
+    all_flags = sum(f for _, f in flags)
+    if all_flags and libc.unshare(all_flags) == 0:
+        got.update(n for n, _ in flags)
+        return got, errors
+    for name, flag in flags:
+        if libc.unshare(flag) == 0:
+            got.add(name)
+        else:
+            import ctypes
+
+            errors.append(f"no {name} ({os.strerror(ctypes.get_errno())})")
+    return got, errors
+
+
+def _enter_child(job: dict[str, Any], features: set[str], errors: list[str], workdir: str) -> str:
+    """In the forked child: private mounts, fresh uid, rlimits; returns the working directory."""
+    import ctypes
+    import resource
+
+    libc = _libc()
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    uid = job["uid"] if os.geteuid() == 0 and "userns" not in features else None
+
+    def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+        enc = [None if s is None else s.encode() for s in (src, target, fstype)]
+        _check(
+            libc.mount(enc[0], enc[1], enc[2], flags, None if data is None else data.encode()),
+            f"mount {target}",
+        )
+
+    if "mountns" in features:
+        try:
+            mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing below propagates back to the host
+        except OSError as exc:
+            features.discard("mountns")
+            errors.append(f"no private mounts ({exc})")
+    if "mountns" in features:
+        if uid is not None:
+            _expose(sys.path, mount)
+        tmp_size = job["limits"]["tmpfs_bytes"]
+        for d in _WORLD_WRITABLE:
+            if os.path.isdir(d) and not os.path.islink(d):
+                size = tmp_size if d == "/tmp" else 1 << 20
+                mount("tmpfs", d, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode=1777")
+        features.add("private_tmp")
+        if "pidns" in features:
+            try:
+                mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+                features.add("private_proc")
+            except OSError as exc:
+                errors.append(f"no private /proc ({exc})")
+        workdir = "/tmp/work"
+        os.mkdir(workdir, 0o700)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        features.add("uid_switch")
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(no_new_privs)")
+    _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(pdeathsig)")
+    # Not dumpable: processes it starts (same uid) cannot read its memory through /proc/<pid>/mem.
+    _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(dumpable)")
+    lim = job["limits"]
+    for res, value in (
+        (resource.RLIMIT_CPU, job["cpu_s"]),
+        (resource.RLIMIT_AS, lim["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, lim["file_bytes"]),
+        (resource.RLIMIT_NOFILE, lim["open_files"]),
+        (resource.RLIMIT_NPROC, lim["processes"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        hard = value + 1 if res == resource.RLIMIT_CPU else value  # SIGXCPU first, SIGKILL a second later
+        resource.setrlimit(res, (value, hard))
+    features.add("rlimits")
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update(_CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # partial output survives a kill
+    return workdir
+
+
+def _expose(paths: Iterable[str], mount: Any) -> None:
+    """Make the interpreter's own directories reachable for the sandbox uid without exposing their neighbours.
+
+    E.g. a pyenv Python under /root (mode 700): cover /root with an empty tmpfs and bind the needed directories
+    back at their original paths, so imports keep working and the rest of /root stays invisible.
+    """
+    import stat
+
+    cover: dict[str, list[str]] = {}
+    for p in {os.path.realpath(p) for p in paths if p and os.path.exists(p)}:
+        target = p if os.path.isdir(p) else os.path.dirname(p)
+        parts = target.strip("/").split("/")
+        for i in range(1, len(parts)):
+            anc = "/" + "/".join(parts[:i])
+            if not os.stat(anc).st_mode & stat.S_IXOTH:
+                cover.setdefault(anc, []).append(target)
+                break
+    for anc, targets in cover.items():
+        roots = [t for t in sorted(set(targets)) if not any(t.startswith(o + "/") for o in targets)]
+        fds = [(t, os.open(t, os.O_RDONLY | os.O_DIRECTORY)) for t in roots]
+        mount("tmpfs", anc, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=65536,mode=755")
+        for t, fd in fds:
+            os.makedirs(t, 0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", t, None, _MS_BIND | _MS_REC)
+            os.close(fd)
+
+
+class _Blocked(ValueError):  # ValueError: namedtuple/enum/typing already tolerate it from sys._getframe
+    """An introspection route the sandboxed program may not take."""
+
+
+def _harness(job: dict[str, Any], workdir: str) -> NoReturn:
+    """Run program then tests; write the nonce only if all passed. Never returns.
+
+    Everything used after the program starts is bound to a local first: the program shares this interpreter
+    and may rebind module globals, builtins and stdlib attributes.
+    """
+    import builtins
+    import types
+
+    _type, _id, _len, _str, _dict, _list, _exec, _compile = type, id, len, str, dict, list, exec, compile
+    _callable, _isinstance, _enumerate, _BaseException = callable, isinstance, enumerate, BaseException
+    _write, _exit, _encode, _startswith = os.write, os._exit, str.encode, str.startswith
+    _fsdecode, _realpath, _basename, _getcwd = os.fsdecode, os.path.realpath, os.path.basename, os.getcwd
+    _join = os.path.join
+    _modules, _Module, _Function, _blocked = sys.modules, types.ModuleType, types.FunctionType, _Blocked
+    _tio_flush = type(sys.stdout).flush
+    out, err = sys.stdout, sys.stderr
+    vfd = job["verdict_fd"]
+    nonce = _encode(job.pop("nonce") + "\n")
+    program, tests, entry = job["program"], job["tests"], job["entry_point"]
+    guard_returns = job["guard_returns"]
+    job.clear()
+
+    def flush() -> None:
+        for stream in (out, err):
+            try:
+                _tio_flush(stream)
+            except _BaseException:
+                pass
+
+    def finish(kind: str, msg: str) -> NoReturn:
+        flush()
+        try:
+            _write(vfd, _encode(kind + ":" + msg[:1500] + "\n", "utf-8", "replace"))
+        finally:
+            _exit(1)
+
+    def describe(exc: BaseException) -> str:
+        try:
+            text = _str(exc)
+        except _BaseException:
+            text = "<unprintable>"
+        return _type(exc).__name__ + (": " + text[:300] if text else "")
+
+    # Snapshots taken before any untrusted code runs.
+    builtins_snapshot = _dict(builtins.__dict__)
+    modules_snapshot = _dict(sys.modules)
+    module_dicts = [
+        (name, m.__dict__, _dict(m.__dict__))
+        for name, m in sys.modules.items()
+        if name not in ("__main__", "sys") and _isinstance(getattr(m, "__dict__", None), dict)
+    ]
+    trusted: list[type] = []
+    seen: set[int] = set()
+    stack: list[type] = [object]
+    while stack:
+        cls = stack.pop()
+        if _id(cls) in seen:
+            continue
+        seen.add(_id(cls))
+        trusted.append(cls)
+        try:
+            stack.extend(type.__subclasses__(cls))
+        except TypeError:
+            stack.extend(cls.__subclasses__())
+    trusted_ids = frozenset(_id(c) for c in trusted)
+    compare_slots = "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__ __bool__ __len__".split()
+    heap_slots = {
+        _id(c): tuple(c.__dict__.get(s) for s in compare_slots) for c in trusted if c.__flags__ & (1 << 9)
+    }
+    containers = {_id(t): t for t in (list, tuple, set, frozenset, dict)}
+    _dict_items = dict.items
+
+    def plain(value: Any) -> str | None:
+        """Why `value` is not plain data (an object of a class that existed before the program), or None."""
+        todo = [value]
+        visited: set[int] = set()
+        kinds: dict[int, Any] = {}  # type id -> container base (or None), for types already vetted
+        budget = 1_000_000  # beyond this many objects the rest is accepted unchecked
+        while todo and budget > 0:
+            budget -= 1
+            v = todo.pop()
+            t = _type(v)
+            tid = _id(t)
+            if tid not in kinds:
+                if tid not in trusted_ids:
+                    return "a " + _str(t.__name__) + " object defined by the program"
+                kind = None
+                for c in t.__mro__:
+                    slots = heap_slots.get(_id(c))
+                    if slots is not None and tuple(c.__dict__.get(s) for s in compare_slots) != slots:
+                        return "class " + c.__name__ + " was modified"
+                    if kind is None:
+                        kind = containers.get(_id(c))
+                kinds[tid] = kind
+            kind = kinds[tid]
+            if kind is None or _id(v) in visited:
+                continue
+            visited.add(_id(v))
+            if kind is dict:
+                for k, x in _dict_items(v):
+                    todo.append(k)
+                    todo.append(x)
+            else:
+                todo.extend(kind.__iter__(v))
+        return None
+
+    def guard(fn: Any) -> Any:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            result = fn(*args, **kwargs)
+            why = plain(result)
+            if why is not None:
+                raise TypeError(f"return value is not plain data: {why}")
+            return result
+
+        return guarded
+
+    blocked_events = frozenset(
+        {
+            "sys._getframe",
+            "sys._current_frames",
+            "sys._current_exceptions",
+            "sys.settrace",
+            "sys.setprofile",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
+        }
+    )
+    blocked_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+
+    memory_files = frozenset({"mem", "pagemap", "map_files", "maps", "smaps", "environ", "auxv"})
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event in blocked_events or _startswith(event, "ctypes."):
+            raise _blocked("sandbox: " + event + " is not allowed")
+        if event == "object.__getattr__" and _len(args) > 1 and args[1] in blocked_attrs:
+            raise _blocked("sandbox: reading frames is not allowed")
+        if event == "open" and args and _isinstance(args[0], (str, bytes)):
+            path = _fsdecode(args[0])
+            real = _realpath(_join(_getcwd(), path))
+            if _basename(path) in memory_files or _basename(real) in memory_files:
+                raise _blocked("sandbox: opening " + path + " is not allowed")
+
+    sys.settrace(None)
+    sys.setprofile(None)
+    threading.settrace(None)  # type: ignore[arg-type]
+    sys.addaudithook(audit)  # cannot be removed again
+
+    # 1. The program.
+    prog_ns: dict[str, Any] = {"__name__": "__program__", "__builtins__": builtins}
+    try:
+        _exec(_compile(program, "<program>", "exec"), prog_ns)
+    except _BaseException as exc:
+        finish("E", "program failed to load: " + describe(exc))
+
+    # 2. The tests, in a namespace with pristine builtins and (optionally) guarded program functions.
+    test_ns = _dict(prog_ns)
+    test_ns["__builtins__"] = _dict(builtins_snapshot)
+    test_ns["__name__"] = "__tests__"
+    if guard_returns:
+        for key, value in _list(prog_ns.items()):
+            t = _type(value)
+            if _callable(value) and not _isinstance(value, type) and t is not _Module:
+                if t is _Function or t.__module__ not in ("typing", "builtins"):
+                    test_ns[key] = guard(value)
+    if _isinstance(tests, str):
+        try:
+            _exec(_compile(tests, "<tests>", "exec"), test_ns)
+        except _BaseException as exc:
+            finish("F", "tests failed: " + describe(exc))
+        if entry is not None and _callable(test_ns.get("check")):
+            if entry not in prog_ns or not _callable(prog_ns[entry]):
+                finish("E", f"entry point {entry!r} is not defined")
+            candidate = guard(prog_ns[entry]) if guard_returns else prog_ns[entry]
+            try:
+                test_ns["check"](candidate)
+            except _BaseException as exc:
+                finish("F", "check failed: " + describe(exc))
+    else:
+        for i, stmt in _enumerate(tests):
+            try:
+                _exec(_compile(stmt, f"<test {i}>", "exec"), test_ns)
+            except _BaseException as exc:
+                finish("F", f"test {i} failed: {stmt.strip()[:200]}: " + describe(exc))
+
+    # 3. No stdlib rebinding (e.g. math.isclose = lambda *a: True) may have helped the tests along.
+    for name, mod in _dict_items(modules_snapshot):
+        if _modules.get(name) is not mod:
+            finish("E", f"program replaced sys.modules[{name!r}]")
+    for name, live, snap in module_dicts:
+        for key, value in _dict_items(snap):
+            if live.get(key, builtins_snapshot) is not value:
+                finish("E", f"program rebound {name}.{key}")
+    flush()
+    _write(vfd, nonce)
+    _exit(0)
+
+
+if __name__ == "__main__":
+    _launcher_main(sys.argv[1])
