@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -196,13 +197,32 @@ class GradeOutcome:
     detail: str = ""
 
 
-def _init_worker(barrier: Any) -> None:
-    """Import math-verify before the first item (so import time never counts against a time limit), mute its
+_WARMUP_PAIRS = (
+    ("1", "2"),
+    (r"\frac{1}{2}", "0.5"),
+    ("[1,2)", r"\{1\}"),
+    ("x^2+1", r"\sqrt{3}"),
+    ("(1,2)", "1,2"),
+)
+
+
+_STARTS: Any = None  # in a worker: the pool's shared array of per-slot start times
+
+
+def _init_worker(barrier: Any, starts: Any) -> None:
+    """Import and warm up math-verify before the first item (so that never counts against a time limit), mute its
     "timeout disabled" warning, leave Ctrl-C to the parent, then wait until every worker is ready."""
+    global _STARTS
+    _STARTS = starts
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import math_verify  # noqa: F401
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, pred in _WARMUP_PAIRS:  # math-verify builds its parsers and regexes lazily, ~0.5 s in all
+        try:
+            grade_answer(gold, pred)
+        except Exception:  # noqa: BLE001 - warming up only
+            pass
     try:
         barrier.wait(timeout=120)
     except threading.BrokenBarrierError:  # a sibling failed to start; the pool will report it
@@ -213,7 +233,9 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _run_item(fn: GradeFn, gold: str, pred: str) -> tuple[bool, str]:
+def _run_item(fn: GradeFn, slot: int, gold: str, pred: str) -> tuple[bool, str]:
+    # CLOCK_MONOTONIC is system-wide on Linux and macOS, so the parent can compare it with its own clock.
+    _STARTS[slot] = time.monotonic()
     return fn(gold, pred)
 
 
@@ -223,8 +245,9 @@ _LIVE_POOLS: weakref.WeakSet[VerifierPool] = weakref.WeakSet()
 class VerifierPool:
     """Worker processes that grade `(gold, pred)` pairs with a per-item wall-clock limit.
 
-    At most `workers` items are in flight, so every submitted item starts at once and its deadline is exact.
-    When an item overruns, the whole executor is killed (a worker stuck inside sympy cannot be interrupted)
+    A batch is queued to the executor as a whole (up to `window` items in flight, 4 per worker by default, so
+    workers never wait for the parent). Each item's clock starts when a worker picks it up: the worker stamps
+    the start time into a shared array slot that the dispatcher watches. When an item overruns, the whole executor is killed (a worker stuck inside sympy cannot be interrupted)
     and recreated; the other in-flight items are resubmitted. `worker_fn` must be picklable (a module-level
     function); tests inject a slow one. Safe to use from any thread; batches are serialised by a lock.
     """
@@ -236,6 +259,7 @@ class VerifierPool:
         worker_fn: GradeFn = grade_answer,
         start_method: str = "spawn",
         startup_timeout: float = 120.0,
+        window: int | None = None,
     ) -> None:
         if workers < 1:
             raise UserError(f"a verifier pool needs at least one worker, got {workers}")
@@ -246,17 +270,20 @@ class VerifierPool:
         self.worker_fn = worker_fn
         self.start_method = start_method
         self.startup_timeout = startup_timeout
+        self.window = max(workers, window or 4 * workers)
         self.restarts = 0
         self.in_process = False  # set when workers cannot start: grading falls back to this process
         self._executor: ProcessPoolExecutor | None = None
+        self._starts: Any = None
         self._lock = threading.Lock()
         _LIVE_POOLS.add(self)
 
     def _start(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.start_method)
         barrier = ctx.Barrier(self.workers)
+        starts = ctx.Array("d", self.window, lock=False)  # one writer per slot at a time: no lock needed
         executor = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(barrier,)
+            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(barrier, starts)
         )
         # One task per worker forces all processes to spawn; the barrier makes them all finish importing first.
         ready = [executor.submit(_ready) for _ in range(self.workers)]
@@ -270,7 +297,7 @@ class VerifierPool:
                 else f"not ready in {self.startup_timeout:.0f}s"
             )
             raise RuntimeError(f"math verifier workers failed to start: {why}")
-        self._executor = executor
+        self._executor, self._starts = executor, starts
         return executor
 
     @staticmethod
@@ -322,26 +349,25 @@ class VerifierPool:
         executor = self._executor or self._start()
         results: list[GradeOutcome | None] = [None] * len(pairs)
         crashes = [0] * len(pairs)
-        queue = list(range(len(pairs) - 1, -1, -1))  # popped from the end: items go out in order
-        inflight: dict[Future[tuple[bool, str]], tuple[int, float]] = {}
-
-        def submit(index: int) -> None:
-            gold, pred = pairs[index]
-            fut = executor.submit(_run_item, self.worker_fn, gold, pred)
-            inflight[fut] = (index, time.monotonic() + self.timeout)
+        queue = deque(range(len(pairs)))
+        free_slots = list(range(self.window))
+        inflight: dict[Future[tuple[bool, str]], tuple[int, int]] = {}  # future -> (item, slot)
+        # Between wake-ups an item may start unseen; polling bounds how late its overrun is noticed.
+        poll = max(0.01, self.timeout / 10)
 
         while queue or inflight:
-            while queue and len(inflight) < self.workers:
-                submit(queue.pop())
-            next_deadline = min(deadline for _, deadline in inflight.values())
-            done, _ = wait(
-                list(inflight),
-                timeout=max(0.0, next_deadline - time.monotonic()),
-                return_when=FIRST_COMPLETED,
-            )
+            starts = self._starts
+            while queue and free_slots:
+                index, slot = queue.popleft(), free_slots.pop()
+                starts[slot] = 0.0  # not started
+                inflight[executor.submit(_run_item, self.worker_fn, slot, *pairs[index])] = (index, slot)
+            started = [starts[slot] for _, slot in inflight.values() if starts[slot] > 0.0]
+            wait_s = min([poll] + [t0 + self.timeout - time.monotonic() for t0 in started])
+            done, _ = wait(list(inflight), timeout=max(0.0, wait_s), return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:
-                index, _ = inflight.pop(fut)
+                index, slot = inflight.pop(fut)
+                free_slots.append(slot)
                 exc = fut.exception()
                 if exc is None:
                     correct, detail = fut.result()
@@ -356,13 +382,19 @@ class VerifierPool:
                 else:
                     results[index] = GradeOutcome(False, "error", f"{type(exc).__name__}: {exc}")
             now = time.monotonic()
-            expired = [fut for fut, (_, deadline) in inflight.items() if deadline <= now and not fut.done()]
+            expired = [
+                fut
+                for fut, (_, slot) in inflight.items()
+                if 0.0 < starts[slot] <= now - self.timeout and not fut.done()
+            ]
             for fut in expired:
-                index, _ = inflight.pop(fut)
+                index, slot = inflight.pop(fut)
+                free_slots.append(slot)
                 results[index] = GradeOutcome(False, "timeout")
             if expired or broken:
-                # Survivors were running on the killed pool: grade them again on the fresh one.
-                queue.extend(index for index, _ in inflight.values())
+                # Everything else in flight was on the killed executor: queue it again, in order, at the front.
+                queue.extendleft(sorted((index for index, _ in inflight.values()), reverse=True))
+                free_slots.extend(slot for _, slot in inflight.values())
                 inflight.clear()
                 executor = self._restart()
         return [r if r is not None else GradeOutcome(False, "error", "not graded") for r in results]

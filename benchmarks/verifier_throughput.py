@@ -1,0 +1,157 @@
+"""Verifier throughput: math grading through the worker pool vs sequential in-process math-verify calls.
+
+The workload is built from real golds (GSM8K rationales ending `#### n`, MATH-500 answers in `\\boxed{}`), half
+of them perturbed so that both the "equal" and the "different" paths of math-verify are exercised. The code
+sandbox section times `rlvr_safety.rewards.code.run_tests` on HumanEval's canonical solutions once that module
+exists, and is skipped with a message until then (or with --skip-code).
+
+    python benchmarks/verifier_throughput.py [--n 2000] [--workers N] [--skip-code]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import json
+import os
+import random
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rlvr_safety.rewards.math import MathReward, gold_answer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir(arg: str | None) -> Path:
+    path = Path(arg or os.environ.get("RLVR_SAFETY_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (path / "gsm8k" / "test.jsonl").exists():
+        sys.exit(f"data folder not found at {path}; pass --data-dir or set RLVR_SAFETY_DATA_DIR")
+    return path
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def build_math_workload(data_dir: Path, n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[str]]:
+    """`n` (example, completion) pairs alternating GSM8K and MATH-500, every other one perturbed to be wrong."""
+    rng = random.Random(seed)
+    gsm8k = _jsonl(data_dir / "gsm8k" / "test.jsonl")
+    math500 = _jsonl(data_dir / "math500" / "test.jsonl")
+    examples: list[dict[str, Any]] = []
+    completions: list[str] = []
+    for i in range(n):
+        perturb = (i // 2) % 2 == 1
+        if i % 2 == 0:
+            row = gsm8k[(i // 2) % len(gsm8k)]
+            text = row["answer"]
+            if perturb:
+                text = re.sub(r"#### .*$", f"#### {int(gold_answer(text, 'gsm8k')) + 1}", text)
+            examples.append({"gold": row["answer"]})
+            completions.append(text)
+        else:
+            row = math500[(i // 2) % len(math500)]
+            answer = row["answer"]
+            if perturb:
+                answer = (
+                    str(int(answer) + 1) if re.fullmatch(r"-?\d+", answer) else rng.choice(math500)["answer"]
+                )
+            examples.append({"answer": row["answer"]})
+            completions.append(f"Reasoning omitted. The result is $\\boxed{{{answer}}}$.")
+    return examples, completions
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_math(data_dir: Path, n: int, workers: int, seed: int) -> dict[str, float]:
+    examples, completions = build_math_workload(data_dir, n, seed)
+
+    sequential = MathReward(workers=0)
+    sequential.score_batch(examples[:20], completions[:20])  # math-verify's lazy set-up, as the workers do
+    start, cpu = time.perf_counter(), time.process_time()
+    seq_values = [v.value for v in sequential.score_batch(examples, completions)]
+    seq_s, seq_cpu = time.perf_counter() - start, time.process_time() - cpu
+
+    with MathReward(workers=workers) as pooled:
+        start = time.perf_counter()
+        pooled.score({"gold": "1"}, r"\boxed{1}")  # start the workers; reported separately
+        startup_s = time.perf_counter() - start
+        start, cpu = time.perf_counter(), _children_cpu()
+        pool_values = [v.value for v in pooled.score_batch(examples, completions)]
+        pool_s = time.perf_counter() - start
+    pool_cpu = _children_cpu() - cpu  # workers are reaped at close; includes their (untimed) start-up
+
+    disagree = sum(a != b for a, b in zip(seq_values, pool_values, strict=True))
+    result = {
+        "n": n,
+        "workers": workers,
+        "sequential_per_s": n / seq_s,
+        "pool_per_s": n / pool_s,
+        "speedup": seq_s / pool_s,
+        "pool_startup_s": startup_s,
+        "accuracy": sum(pool_values) / n,
+        "disagreements": disagree,
+    }
+    print(f"math: {n} completions ({result['accuracy']:.1%} correct by construction ~50%)")
+    print(f"  sequential in-process : {result['sequential_per_s']:8.1f} completions/s ({seq_s:.2f} s)")
+    print(
+        f"  pool, {workers} workers        : {result['pool_per_s']:8.1f} completions/s ({pool_s:.2f} s; "
+        f"+{startup_s:.2f} s one-off start)"
+    )
+    print(
+        f"  CPU per completion    : sequential {seq_cpu / n * 1e3:.2f} ms, pool workers "
+        f"{pool_cpu / n * 1e3:.2f} ms (incl. start-up); machine load {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cpus"
+    )
+    print(f"  ratio pool/sequential : {result['speedup']:.2f}x; verdict disagreements: {disagree}")
+    return result
+
+
+def bench_code(data_dir: Path, n: int) -> dict[str, float] | None:
+    """Time the code sandbox on HumanEval canonical solutions; skipped until rlvr_safety.rewards.code exists."""
+    try:
+        module = importlib.import_module("rlvr_safety.rewards.code")
+        run_tests = module.run_tests
+    except (ModuleNotFoundError, AttributeError):
+        print("code sandbox: skipped (rlvr_safety.rewards.code.run_tests is not available yet)")
+        return None
+    rows = _jsonl(data_dir / "humaneval" / "HumanEval.jsonl.gz")[:n]
+    start = time.perf_counter()
+    for row in rows:
+        program = row["prompt"] + row["canonical_solution"]
+        tests = f"{row['test']}\ncheck({row['entry_point']})\n"
+        run_tests(program, tests)
+    elapsed = time.perf_counter() - start
+    print(f"code sandbox: {len(rows)} HumanEval solutions, {len(rows) / elapsed:.1f} programs/s")
+    return {"n": len(rows), "per_s": len(rows) / elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="math completions to grade")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="pool workers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--skip-code", action="store_true", help="skip the code sandbox section")
+    parser.add_argument("--code-n", type=int, default=164, help="HumanEval programs for the code section")
+    args = parser.parse_args(argv)
+    data_dir = _data_dir(args.data_dir)
+    bench_math(data_dir, args.n, args.workers, args.seed)
+    if not args.skip_code:
+        bench_code(data_dir, args.code_n)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
