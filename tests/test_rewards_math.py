@@ -190,6 +190,13 @@ def _hang_on_marker(gold: str, pred: str) -> tuple[bool, str]:
     return grade_answer(gold, pred)
 
 
+def _slow_on_marker(gold: str, pred: str) -> tuple[bool, str]:
+    """Injected worker: the answer "888888" takes 0.7 s, within a 1.5 s limit but not two of them back to back."""
+    if pred == "888888":
+        time.sleep(0.7)
+    return _hang_on_marker(gold, pred)
+
+
 def _timeout_batch(r: MathReward) -> list:
     return r.score_batch(
         [{"gold": "5"}] * 4, [r"\boxed{999999}", r"\boxed{5}", r"\boxed{6}", "The answer is 5."]
@@ -216,6 +223,24 @@ def test_timeout_off_main_thread():
         assert not thread.is_alive()
     assert [v.reason for v in out[0]][0] == "timeout"
     assert [v.value for v in out[0]] == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_clock_starts_when_a_worker_picks_the_item_up():
+    with MathReward(workers=1, timeout=1.5, worker_fn=_slow_on_marker) as r:
+        verdicts = r.score_batch([{"gold": "888888"}] * 3, [r"\boxed{888888}"] * 3)
+    assert [v.reason for v in verdicts] == ["correct (boxed)"] * 3
+
+
+def test_large_batch_with_hangs_keeps_order():
+    answers = [str(i) for i in range(40)]
+    completions = [rf"\boxed{{{a}}}" for a in answers]
+    completions[5] = completions[23] = r"\boxed{999999}"
+    completions[30] = r"\boxed{-1}"
+    with MathReward(workers=2, timeout=1.0, worker_fn=_hang_on_marker) as r:
+        verdicts = r.score_batch([{"gold": a} for a in answers], completions)
+        assert r.pool is not None and r.pool.restarts == 2
+    assert [i for i, v in enumerate(verdicts) if v.reason == "timeout"] == [5, 23]
+    assert [i for i, v in enumerate(verdicts) if v.value == 0.0] == [5, 23, 30]
 
 
 def test_pathological_expression_times_out():
