@@ -70,6 +70,11 @@ _PRELOAD = (
     "operator queue random re statistics string struct textwrap threading time types typing unicodedata "
     "weakref"
 ).split()
+# Without a mount namespace the sandbox uid may not reach the interpreter's files at all: import more up front.
+_PRELOAD_EXTRA = (
+    "ast bz2 copyreg csv difflib fnmatch glob gzip inspect lzma pathlib pickle pprint secrets select shutil "
+    "socket subprocess tempfile tokenize uuid zlib"
+).split()
 
 
 # ----------------------------------------------------------------------------------------------- public types
@@ -371,12 +376,13 @@ def _launcher_main(workdir: str) -> NoReturn:
         job = json.load(f)
     os.unlink(path)  # the nonce exists only in this process from here on
     vfd = job["verdict_fd"]
-    for name in _PRELOAD:
+    features, errors = _unshare(set(job["features"]))
+    extra = _PRELOAD_EXTRA if job["uid"] is not None and "mountns" not in features else []
+    for name in [*_PRELOAD, *extra]:
         try:
             __import__(name)
         except ImportError:
             pass
-    features, errors = _unshare(set(job["features"]))
     pid = os.fork()
     if pid:
         os.close(vfd)
@@ -385,12 +391,10 @@ def _launcher_main(workdir: str) -> NoReturn:
         os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
     try:
         workdir = _enter_child(job, features, errors, workdir)
-        info = {"features": sorted(features), "errors": errors}
-        os.write(vfd, b"I:" + json.dumps(info).encode() + b"\n")
     except BaseException as exc:  # noqa: BLE001 - report any setup failure on the verdict channel
         os.write(vfd, f"E:sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
         os._exit(3)
-    _harness(job, workdir)
+    _harness(job, workdir, features, errors)
 
 
 def _libc() -> Any:
@@ -542,7 +546,7 @@ class _Blocked(ValueError):  # ValueError: namedtuple/enum/typing already tolera
     """An introspection route the sandboxed program may not take."""
 
 
-def _harness(job: dict[str, Any], workdir: str) -> NoReturn:
+def _harness(job: dict[str, Any], workdir: str, features: set[str], errors: list[str]) -> NoReturn:
     """Run program then tests; write the nonce only if all passed. Never returns.
 
     Everything used after the program starts is bound to a local first: the program shares this interpreter
@@ -659,7 +663,7 @@ def _harness(job: dict[str, Any], workdir: str) -> NoReturn:
 
         return guarded
 
-    blocked_events = frozenset(
+    blocked_events = set(
         {
             "sys._getframe",
             "sys._current_frames",
@@ -675,6 +679,44 @@ def _harness(job: dict[str, Any], workdir: str) -> NoReturn:
 
     memory_files = frozenset({"mem", "pagemap", "map_files", "maps", "smaps", "environ", "auxv"})
 
+    # Degraded mode: where the kernel refused an isolation feature, the audit hook stands in for it. That is
+    # a speed bump, not a wall (e.g. code that reaches C directly bypasses it), so it is recorded as "audit_*".
+    if "netns" not in features:
+        blocked_events |= {
+            "socket.connect",
+            "socket.bind",
+            "socket.sendto",
+            "socket.sendmsg",
+            "socket.getaddrinfo",
+        }
+        features.add("audit_net")
+    if "uid_switch" not in features and "pidns" not in features:
+        blocked_events |= {"os.kill", "os.killpg", "signal.pthread_kill"}
+        features.add("audit_kill")
+    confine_writes = "private_tmp" not in features
+    if confine_writes:
+        features.add("audit_fs")
+    if features & {"audit_net", "audit_kill", "audit_fs"}:  # a new executable would not carry the hook
+        blocked_events |= {
+            "os.exec",
+            "os.posix_spawn",
+            "os.spawn",
+            "os.system",
+            "subprocess.Popen",
+            "pty.spawn",
+        }
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    path_events = frozenset(
+        "os.mkdir os.rename os.remove os.rmdir os.symlink os.link os.truncate os.chmod os.chown os.utime".split()
+    )
+    home = _realpath(workdir) + "/"
+
+    def outside(path: Any) -> bool:
+        if _isinstance(path, int):
+            return False  # an already open descriptor; opening it was checked
+        real = _realpath(_join(_getcwd(), _fsdecode(path)))
+        return not _startswith(real + "/", home)
+
     def audit(event: str, args: tuple[Any, ...]) -> None:
         if event in blocked_events or _startswith(event, "ctypes."):
             raise _blocked("sandbox: " + event + " is not allowed")
@@ -685,7 +727,16 @@ def _harness(job: dict[str, Any], workdir: str) -> NoReturn:
             real = _realpath(_join(_getcwd(), path))
             if _basename(path) in memory_files or _basename(real) in memory_files:
                 raise _blocked("sandbox: opening " + path + " is not allowed")
+            flags = args[2] if _len(args) > 2 and _isinstance(args[2], int) else 0
+            if confine_writes and flags & write_flags and outside(path):
+                raise _blocked("sandbox: writing outside the working directory is not allowed")
+        if confine_writes and event in path_events:
+            targets = args[:2] if event in ("os.rename", "os.symlink", "os.link") else args[:1]
+            for target in targets:
+                if _isinstance(target, (str, bytes, int)) and outside(target):
+                    raise _blocked("sandbox: changing files outside the working directory is not allowed")
 
+    _write(vfd, b"I:" + json.dumps({"features": sorted(features), "errors": errors}).encode() + b"\n")
     sys.settrace(None)
     sys.setprofile(None)
     threading.settrace(None)  # type: ignore[arg-type]
