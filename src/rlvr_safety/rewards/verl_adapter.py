@@ -67,6 +67,7 @@ def compute_score(
     example: dict[str, Any] = dict(extra_info or {})
     if isinstance(ground_truth, Mapping):
         example.update(ground_truth)
-    example.setdefault("gold", ground_truth)
-    example.setdefault("tests", ground_truth)
+    else:
+        example.setdefault("gold", ground_truth)
+        example.setdefault("tests", ground_truth)
     return float(reward.score(example, solution_str).value)
