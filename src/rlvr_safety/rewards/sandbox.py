@@ -7,8 +7,9 @@ Layout. The grader (`run_tests`) starts `python -I -S sandbox.py <dir>` (this fi
 in a new session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it,
 then unshares network, mount, pid and IPC namespaces (as root directly, otherwise through a user namespace), and
 forks. The child (pid 1 of the new pid namespace) mounts private tmpfs over the world-writable directories and a
-fresh /proc, switches to a random unprivileged uid, sets rlimits (CPU, address space, file size, open files,
-processes, no core dumps), sets no-new-privs and a parent-death signal, and runs the *harness* in-process: build
+fresh /proc, and forks the worker, which switches to a random unprivileged uid, sets rlimits (CPU, address
+space, file size, open files, processes, no core dumps), no-new-privs, non-dumpable and a parent-death signal,
+and runs the *harness* in-process (no exec: the interpreter is already loaded and trusted): build
 the program's namespace, run the tests, and only if everything passed write a per-run random nonce to a
 dedicated pipe. The grader counts a pass only for exactly that nonce plus exit status 0; timeouts kill the
 launcher's process group, and the pid namespace takes every descendant with it.
@@ -383,18 +384,29 @@ def _launcher_main(workdir: str) -> NoReturn:
             __import__(name)
         except ImportError:
             pass
-    pid = os.fork()
-    if pid:
-        os.close(vfd)
-        job.clear()
-        _, status = os.waitpid(pid, 0)
-        os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+    _fork_and_wait(vfd, job)
+    # pid 1 of the new pid namespace (if any): mounts need root, and /proc must be mounted from inside. It then
+    # forks the worker, so the program gets ordinary signal semantics (init ignores unhandled signals).
     try:
-        workdir = _enter_child(job, features, errors, workdir)
+        workdir = _private_mounts(job, features, errors, workdir)
+        _fork_and_wait(vfd, job)
+        _confine(job, features, workdir)
     except BaseException as exc:  # noqa: BLE001 - report any setup failure on the verdict channel
         os.write(vfd, f"E:sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
         os._exit(3)
     _harness(job, workdir, features, errors)
+
+
+def _fork_and_wait(vfd: int, job: dict[str, Any]) -> None:
+    """Fork; the parent drops its copy of the job, waits, and exits with the child's status."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    os.close(vfd)
+    job.clear()
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # best effort: the pid namespace backs it up
+    _, status = os.waitpid(pid, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
 def _libc() -> Any:
@@ -444,14 +456,13 @@ def _unshare(wanted: set[str]) -> tuple[set[str], list[str]]:
     return got, errors
 
 
-def _enter_child(job: dict[str, Any], features: set[str], errors: list[str], workdir: str) -> str:
-    """In the forked child: private mounts, fresh uid, rlimits; returns the working directory."""
+def _private_mounts(job: dict[str, Any], features: set[str], errors: list[str], workdir: str) -> str:
+    """Private tmpfs over world-writable dirs, a fresh /proc, the interpreter made reachable; returns the workdir."""
     import ctypes
-    import resource
 
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    uid = job["uid"] if os.geteuid() == 0 and "userns" not in features else None
+    uid = _target_uid(job, features)
 
     def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
         enc = [None if s is None else s.encode() for s in (src, target, fstype)]
@@ -483,6 +494,19 @@ def _enter_child(job: dict[str, Any], features: set[str], errors: list[str], wor
                 errors.append(f"no private /proc ({exc})")
         workdir = "/tmp/work"
         os.mkdir(workdir, 0o700)
+    return workdir
+
+
+def _target_uid(job: dict[str, Any], features: set[str]) -> int | None:
+    return job["uid"] if os.geteuid() == 0 and "userns" not in features else None
+
+
+def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
+    """In the worker: fresh uid, no new privileges, parent-death signal, rlimits, clean environment."""
+    import resource
+
+    libc = _libc()
+    uid = _target_uid(job, features)
     if uid is not None:
         os.chown(workdir, uid, uid)
         os.setgroups([])
@@ -512,7 +536,6 @@ def _enter_child(job: dict[str, Any], features: set[str], errors: list[str], wor
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # partial output survives a kill
-    return workdir
 
 
 def _expose(paths: Iterable[str], mount: Any) -> None:
