@@ -93,7 +93,9 @@ def count_sentences(text: str) -> int:
 def _ends_with_abbreviation(piece: str) -> bool:
     if not piece.endswith("."):
         return False
-    if re.fullmatch(r"\(?[\dA-Za-z]{1,3}[.)]", piece.strip()):  # a list enumerator such as "1." or "b."
+    if re.fullmatch(
+        r"\(?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]", piece.strip()
+    ):  # enumerator: "1.", "b.", "iv."
         return True
     last = piece.rsplit(None, 1)[-1].rstrip(".").lower().lstrip("(\"'")
     dotted = re.fullmatch(r"(?:\w\.)+\w", last) is not None  # D.C., U.S.A.
