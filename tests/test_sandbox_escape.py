@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_safety.rewards.sandbox import (
-    _UID_RANGE,
+from rlvr_safety.rewards.code import (
     CodeTask,
     SandboxLimits,
     _run,
@@ -27,6 +26,7 @@ from rlvr_safety.rewards.sandbox import (
     run_tests,
     sandbox_capabilities,
 )
+from rlvr_safety.rewards.sandbox import UID_RANGE
 
 REPO = Path(__file__).resolve().parents[1]
 WRONG = "def f(x):\n    return 0\n"
@@ -51,7 +51,7 @@ def sandbox_pids() -> list[int]:
                 uid = os.stat(f"/proc/{entry}").st_uid
             except OSError:
                 continue
-            if _UID_RANGE[0] <= uid < _UID_RANGE[1]:
+            if UID_RANGE[0] <= uid < UID_RANGE[1]:
                 pids.append(int(entry))
     return pids
 
@@ -296,7 +296,7 @@ def test_killing_the_grader_by_pid_fails():
     # The grader runs in a child process here, so a failure of the sandbox cannot take pytest down with it.
     script = (
         "import os\n"
-        "from rlvr_safety.rewards.sandbox import run_tests\n"
+        "from rlvr_safety.rewards.code import run_tests\n"
         f"program = {KILL_GRADER!r}.replace('GRADER', str(os.getpid()))\n"
         "r = run_tests(program, ['assert False'], timeout_s=3)\n"
         "print('GRADER-ALIVE', r.status, r.output)\n"

@@ -1,30 +1,41 @@
-"""Code reward: extract the program from a completion and run the task's tests in the sandbox.
+"""Code reward: run model-written Python against tests in the sandbox, and grade completions with it.
 
-Grading is all-or-nothing (1.0 only when every test passed), because partial credit per assert rewards
-special-casing the visible tests. The sandbox itself (isolation, unforgeable verdict) lives in `sandbox.py`.
+`run_tests` / `run_batch` are the grader side of the sandbox: they start `sandbox.py` (the isolated child,
+see its docstring for the isolation layers and the residual risk), feed it the job, read its output with a cap,
+enforce the wall-clock limit and turn the verdict channel into a `CodeResult`. `CodeReward` extracts the program
+from a completion and grades all-or-nothing (1.0 only when every test passed), because partial credit per
+assert rewards special-casing the visible tests.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
-from collections.abc import Mapping
-from typing import Any
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from rlvr_safety.errors import UserError
+from rlvr_safety.rewards import sandbox
 from rlvr_safety.rewards.base import Reward, RewardVerdict
-from rlvr_safety.rewards.sandbox import (
-    CodeResult,
-    CodeTask,
-    SandboxLimits,
-    run_batch,
-    run_tests,
-    sandbox_capabilities,
-)
 
 __all__ = [
     "CodeResult",
     "CodeReward",
     "CodeTask",
+    "SandboxCapabilities",
     "SandboxLimits",
     "build_program",
     "example_tests",
@@ -33,6 +44,302 @@ __all__ = [
     "run_tests",
     "sandbox_capabilities",
 ]
+
+Status = Literal["passed", "failed", "timeout", "error", "killed"]
+
+
+# ------------------------------------------------------------------------------------------------ sandbox API
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run resource caps; defaults suit HumanEval/MBPP-sized tasks."""
+
+    memory_bytes: int = 1 << 30
+    file_bytes: int = 10 << 20
+    tmpfs_bytes: int = 64 << 20
+    open_files: int = 64
+    processes: int = 32
+    output_bytes: int = 8192
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    """One sandboxed run. `passed` is True only when the harness proved every test ran and passed."""
+
+    passed: bool
+    status: Status
+    output: str
+    duration_s: float
+    reason: str = ""
+    isolation: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class CodeTask:
+    """A program with its tests: a HumanEval `check(candidate)` source, plain test code, or assert strings."""
+
+    program: str
+    tests: str | list[str]
+    entry_point: str | None = None
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SandboxCapabilities:
+    """Which isolation features the kernel and our privileges grant here (probed once per process)."""
+
+    features: frozenset[str]
+    errors: tuple[str, ...] = ()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.features
+
+
+def run_tests(
+    program: str,
+    tests: str | Sequence[str],
+    entry_point: str | None = None,
+    timeout_s: float = 5.0,
+    *,
+    limits: SandboxLimits | None = None,
+    guard_returns: bool = True,
+) -> CodeResult:
+    """Run `program` then `tests` in the sandbox; `timeout_s` bounds the whole run (wall clock).
+
+    `tests` is either source (if it defines `check` and `entry_point` is given, `check(<entry_point>)` is called,
+    HumanEval style) or a list of statements such as MBPP's assert strings, run in order. `guard_returns`
+    rejects return values of program functions that are not plain data (see module docstring).
+    """
+    caps = sandbox_capabilities()
+    return _run(
+        program, tests, entry_point, timeout_s, limits or SandboxLimits(), guard_returns, caps.features
+    )
+
+
+def run_batch(
+    items: Iterable[CodeTask | Mapping[str, Any]],
+    max_workers: int | None = None,
+    *,
+    limits: SandboxLimits | None = None,
+    guard_returns: bool = True,
+) -> list[CodeResult]:
+    """Run many tasks with at most `max_workers` sandboxes alive at once (threads launching processes)."""
+    tasks = [it if isinstance(it, CodeTask) else CodeTask(**dict(it)) for it in items]
+    if not tasks:
+        return []
+    workers = max(1, min(len(tasks), max_workers or os.cpu_count() or 1))
+    sandbox_capabilities()  # probe once before the threads start
+
+    def one(t: CodeTask) -> CodeResult:
+        return run_tests(
+            t.program, t.tests, t.entry_point, t.timeout_s, limits=limits, guard_returns=guard_returns
+        )
+
+    if workers == 1:
+        return [one(t) for t in tasks]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        return list(pool.map(one, tasks))
+
+
+_caps_lock = threading.Lock()
+_caps: SandboxCapabilities | None = None
+
+
+def sandbox_capabilities(refresh: bool = False) -> SandboxCapabilities:
+    """Probe (once) which namespaces, uid switch and rlimits work, by running an empty program."""
+    global _caps
+    with _caps_lock:
+        if _caps is None or refresh:
+            wanted = frozenset({*sandbox.NAMESPACES, "uid_switch", "userns"})
+            res = _run("pass", [], None, 30.0, SandboxLimits(), False, wanted)
+            errors = tuple(line for line in res.reason.split("; ") if line) if not res.passed else ()
+            _caps = SandboxCapabilities(res.isolation, errors)
+        return _caps
+
+
+def _run(
+    program: str,
+    tests: str | Sequence[str],
+    entry_point: str | None,
+    timeout_s: float,
+    limits: SandboxLimits,
+    guard_returns: bool,
+    features: frozenset[str],
+) -> CodeResult:
+    start = time.monotonic()
+    nonce = secrets.token_hex(16)
+    root = os.geteuid() == 0
+    uid = (
+        secrets.randbelow(sandbox.UID_RANGE[1] - sandbox.UID_RANGE[0]) + sandbox.UID_RANGE[0]
+        if root
+        else None
+    )
+    workdir = tempfile.mkdtemp(prefix="rlvr-sbx-")
+    r_out = w_out = r_ver = w_ver = -1
+    try:
+        r_out, w_out = os.pipe()
+        r_ver, w_ver = os.pipe()
+        payload = {
+            "program": program,
+            "tests": tests if isinstance(tests, str) else list(tests),
+            "entry_point": entry_point,
+            "nonce": nonce,
+            "verdict_fd": w_ver,
+            "uid": uid if "uid_switch" in features else None,
+            "features": sorted(features),
+            "cpu_s": max(1, math.ceil(timeout_s) + 1),
+            "limits": limits.__dict__,
+            "guard_returns": guard_returns,
+        }
+        path = os.path.join(workdir, "job.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+        if payload["uid"] is not None:
+            os.chown(workdir, payload["uid"], payload["uid"])  # the workdir when there is no private /tmp
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(sandbox.__file__), workdir],
+                stdin=subprocess.DEVNULL,
+                stdout=w_out,
+                stderr=w_out,
+                pass_fds=(w_ver,),
+                env=dict(sandbox.CLEAN_ENV),
+                cwd=workdir,
+                start_new_session=True,
+            )
+        finally:
+            os.close(w_out)
+            os.close(w_ver)
+            w_out = w_ver = -1
+        out, verdict, dropped, timed_out = _collect(
+            proc, r_out, r_ver, start + timeout_s, limits.output_bytes
+        )
+        if uid is not None and "pidns" not in features:
+            _kill_uid(uid)
+        rc = proc.returncode
+    finally:
+        for fd in (r_out, w_out, r_ver, w_ver):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = out.decode("utf-8", "replace")
+    if dropped:
+        text += f"\n...[output truncated: {dropped} more bytes]"
+    return _verdict(verdict, nonce, rc, timed_out, text, time.monotonic() - start)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], r_out: int, r_ver: int, deadline: float, cap: int
+) -> tuple[bytes, bytes, int, bool]:
+    """Drain both pipes until the launcher exits (or the deadline), keeping at most `cap` output bytes."""
+    out = bytearray()
+    verdict = bytearray()
+    dropped = 0
+    timed_out = False
+    poller = select.poll()
+    open_fds = {r_out, r_ver}
+    for fd in open_fds:
+        poller.register(fd, select.POLLIN)
+    exited_at: float | None = None
+    while open_fds:
+        now = time.monotonic()
+        if exited_at is None and _exited(proc.pid):
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.5:
+            break  # stray holders of the pipes (escaped children): stop waiting, they get killed below
+        if now >= deadline:
+            timed_out = exited_at is None
+            break
+        for fd, _ in poller.poll(max(1, int(min(deadline - now, 0.05) * 1000))):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif fd == r_ver:
+                if len(verdict) < 65536:
+                    verdict += chunk
+            else:
+                keep = max(0, cap - len(out))
+                out += chunk[:keep]
+                dropped += len(chunk) - min(keep, len(chunk))
+    while exited_at is None and not timed_out and not _exited(proc.pid):
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
+        time.sleep(0.01)
+    # Kill the whole group before reaping, so its id cannot have been reused by an unrelated process.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    return bytes(out), bytes(verdict), dropped, timed_out
+
+
+def _exited(pid: int) -> bool:
+    """Has the launcher exited? Does not reap it (WNOWAIT), so its pid and process group stay ours."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_uid(uid: int) -> None:
+    """Without a pid namespace, processes that left the group (setsid) are found by their unique uid."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _verdict(
+    verdict: bytes, nonce: str, rc: int, timed_out: bool, output: str, duration: float
+) -> CodeResult:
+    lines = verdict.decode("utf-8", "replace").split("\n")
+    isolation: frozenset[str] = frozenset()
+    notes: list[str] = []
+    if lines and lines[0].startswith("I:"):
+        try:
+            info = json.loads(lines[0][2:])
+            isolation = frozenset(info.get("features", ()))
+            notes = list(info.get("errors", ()))
+        except (ValueError, AttributeError, TypeError):
+            notes = ["unreadable isolation report"]
+        lines = lines[1:]
+    rest = "\n".join(lines)
+
+    def result(status: Status, reason: str, passed: bool = False) -> CodeResult:
+        full = "; ".join([reason, *notes]) if notes else reason
+        return CodeResult(passed, status, output, duration, full, isolation)
+
+    if timed_out:
+        return result("timeout", "wall-clock timeout")
+    if rest == nonce + "\n" and rc == 0:
+        return result("passed", "all tests passed", True)
+    if rc == 128 + signal.SIGXCPU:
+        return result("timeout", "CPU time limit")
+    if rc >= 128:
+        try:
+            name = signal.Signals(rc - 128).name
+        except ValueError:
+            name = str(rc - 128)
+        return result("killed", f"killed by {name}")
+    if rest.startswith("F:") and nonce not in rest:
+        return result("failed", rest[2:].strip())
+    if rest.startswith("E:") and nonce not in rest:
+        return result("error", rest[2:].strip())
+    if rc == 0:
+        return result("failed", "program exited before the tests finished")
+    return result("error", f"exit status {rc}")
+
+
+# ------------------------------------------------------------------------------------------------ completions
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PY_LANGS = {"", "python", "py", "python3", "py3"}

@@ -3,7 +3,8 @@
 Model-written code is hostile by assumption: RL optimises against the grader, so anything the grader lets a
 program do (exit early, print "passed", patch `check`, return an object equal to everything) will be found.
 
-Layout. The grader (`run_tests`) starts `python -I -S sandbox.py <dir>` (this file, stdlib only) as a *launcher*
+Layout. The grader (`rlvr_safety.rewards.code.run_tests`) starts `python -I -S sandbox.py <dir>` (this file: the
+child side only, kept to a few light stdlib imports because every run pays for them) as a *launcher*
 in a new session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it,
 then unshares network, mount, pid and IPC namespaces (as root directly, otherwise through a user namespace), and
 forks. The child (pid 1 of the new pid namespace) mounts private tmpfs over the world-writable directories and a
@@ -25,350 +26,39 @@ at worst such a program earns a reward it did not deserve, it cannot escape.
 from __future__ import annotations
 
 import json
-import math
 import os
-import secrets
-import select
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
 
-__all__ = [
-    "CodeResult",
-    "CodeTask",
-    "SandboxCapabilities",
-    "SandboxLimits",
-    "run_batch",
-    "run_tests",
-    "sandbox_capabilities",
-]
-
-Status = Literal["passed", "failed", "timeout", "error", "killed"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time in every sandboxed run
+    from collections.abc import Iterable
+    from typing import Any, NoReturn
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
-_NS_FLAGS = {"netns": _CLONE_NEWNET, "mountns": _CLONE_NEWNS, "pidns": _CLONE_NEWPID, "ipcns": _CLONE_NEWIPC}
+NAMESPACES = {"netns": _CLONE_NEWNET, "mountns": _CLONE_NEWNS, "pidns": _CLONE_NEWPID, "ipcns": _CLONE_NEWIPC}
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
 _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
-_UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uid per run: own NPROC count, can signal nothing else
-_CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-# Imported before privileges drop: the interpreter's own files may not be readable by the sandbox uid.
+UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uid per run: own NPROC count, can signal nothing else
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+# Imported before privileges drop (the interpreter's files may be unreadable for the sandbox uid) and before the
+# snapshot that decides which classes count as plain data and which module attributes must stay untouched.
 _PRELOAD = (
-    "abc array base64 binascii bisect calendar cmath collections collections.abc contextlib copy ctypes "
-    "dataclasses datetime decimal enum fractions functools hashlib heapq io itertools json math numbers "
-    "operator queue random re statistics string struct textwrap threading time types typing unicodedata "
-    "weakref"
+    "bisect collections collections.abc copy ctypes datetime decimal fractions functools heapq itertools json "
+    "math operator random re resource string"
 ).split()
 # Without a mount namespace the sandbox uid may not reach the interpreter's files at all: import more up front.
 _PRELOAD_EXTRA = (
-    "ast bz2 copyreg csv difflib fnmatch glob gzip inspect lzma pathlib pickle pprint secrets select shutil "
-    "socket subprocess tempfile tokenize uuid zlib"
+    "abc array ast base64 binascii bz2 calendar cmath contextlib copyreg csv dataclasses difflib enum fnmatch "
+    "glob gzip hashlib inspect io lzma numbers pathlib pickle pprint queue secrets select shutil socket "
+    "statistics struct subprocess tempfile textwrap threading time tokenize types typing unicodedata uuid "
+    "weakref zlib"
 ).split()
-
-
-# ----------------------------------------------------------------------------------------------- public types
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Per-run resource caps; defaults suit HumanEval/MBPP-sized tasks."""
-
-    memory_bytes: int = 1 << 30
-    file_bytes: int = 10 << 20
-    tmpfs_bytes: int = 64 << 20
-    open_files: int = 64
-    processes: int = 32
-    output_bytes: int = 8192
-
-
-@dataclass(frozen=True)
-class CodeResult:
-    """One sandboxed run. `passed` is True only when the harness proved every test ran and passed."""
-
-    passed: bool
-    status: Status
-    output: str
-    duration_s: float
-    reason: str = ""
-    isolation: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class CodeTask:
-    """A program with its tests: a HumanEval `check(candidate)` source, plain test code, or assert strings."""
-
-    program: str
-    tests: str | list[str]
-    entry_point: str | None = None
-    timeout_s: float = 5.0
-
-
-@dataclass(frozen=True)
-class SandboxCapabilities:
-    """Which isolation features the kernel and our privileges grant here (probed once per process)."""
-
-    features: frozenset[str]
-    errors: tuple[str, ...] = ()
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.features
-
-
-# ----------------------------------------------------------------------------------------------- grader side
-
-
-def run_tests(
-    program: str,
-    tests: str | Sequence[str],
-    entry_point: str | None = None,
-    timeout_s: float = 5.0,
-    *,
-    limits: SandboxLimits | None = None,
-    guard_returns: bool = True,
-) -> CodeResult:
-    """Run `program` then `tests` in the sandbox; `timeout_s` bounds the whole run (wall clock).
-
-    `tests` is either source (if it defines `check` and `entry_point` is given, `check(<entry_point>)` is called,
-    HumanEval style) or a list of statements such as MBPP's assert strings, run in order. `guard_returns`
-    rejects return values of program functions that are not plain data (see module docstring).
-    """
-    caps = sandbox_capabilities()
-    return _run(
-        program, tests, entry_point, timeout_s, limits or SandboxLimits(), guard_returns, caps.features
-    )
-
-
-def run_batch(
-    items: Iterable[CodeTask | Mapping[str, Any]],
-    max_workers: int | None = None,
-    *,
-    limits: SandboxLimits | None = None,
-    guard_returns: bool = True,
-) -> list[CodeResult]:
-    """Run many tasks with at most `max_workers` sandboxes alive at once (threads launching processes)."""
-    tasks = [it if isinstance(it, CodeTask) else CodeTask(**dict(it)) for it in items]
-    if not tasks:
-        return []
-    workers = max(1, min(len(tasks), max_workers or os.cpu_count() or 1))
-    sandbox_capabilities()  # probe once before the threads start
-
-    def one(t: CodeTask) -> CodeResult:
-        return run_tests(
-            t.program, t.tests, t.entry_point, t.timeout_s, limits=limits, guard_returns=guard_returns
-        )
-
-    if workers == 1:
-        return [one(t) for t in tasks]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(one, tasks))
-
-
-_caps_lock = threading.Lock()
-_caps: SandboxCapabilities | None = None
-
-
-def sandbox_capabilities(refresh: bool = False) -> SandboxCapabilities:
-    """Probe (once) which namespaces, uid switch and rlimits work, by running an empty program."""
-    global _caps
-    with _caps_lock:
-        if _caps is None or refresh:
-            wanted = frozenset({*_NS_FLAGS, "uid_switch", "userns"})
-            res = _run("pass", [], None, 30.0, SandboxLimits(), False, wanted)
-            errors = tuple(line for line in res.reason.split("; ") if line) if not res.passed else ()
-            _caps = SandboxCapabilities(res.isolation, errors)
-        return _caps
-
-
-def _run(
-    program: str,
-    tests: str | Sequence[str],
-    entry_point: str | None,
-    timeout_s: float,
-    limits: SandboxLimits,
-    guard_returns: bool,
-    features: frozenset[str],
-) -> CodeResult:
-    start = time.monotonic()
-    nonce = secrets.token_hex(16)
-    root = os.geteuid() == 0
-    uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0] if root else None
-    workdir = tempfile.mkdtemp(prefix="rlvr-sbx-")
-    r_out = w_out = r_ver = w_ver = -1
-    try:
-        r_out, w_out = os.pipe()
-        r_ver, w_ver = os.pipe()
-        payload = {
-            "program": program,
-            "tests": tests if isinstance(tests, str) else list(tests),
-            "entry_point": entry_point,
-            "nonce": nonce,
-            "verdict_fd": w_ver,
-            "uid": uid if "uid_switch" in features else None,
-            "features": sorted(features),
-            "cpu_s": max(1, math.ceil(timeout_s) + 1),
-            "limits": limits.__dict__,
-            "guard_returns": guard_returns,
-        }
-        path = os.path.join(workdir, "job.json")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-        if payload["uid"] is not None:
-            os.chown(workdir, payload["uid"], payload["uid"])  # the workdir when there is no private /tmp
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__), workdir],
-                stdin=subprocess.DEVNULL,
-                stdout=w_out,
-                stderr=w_out,
-                pass_fds=(w_ver,),
-                env=dict(_CLEAN_ENV),
-                cwd=workdir,
-                start_new_session=True,
-            )
-        finally:
-            os.close(w_out)
-            os.close(w_ver)
-            w_out = w_ver = -1
-        out, verdict, dropped, timed_out = _collect(
-            proc, r_out, r_ver, start + timeout_s, limits.output_bytes
-        )
-        if uid is not None and "pidns" not in features:
-            _kill_uid(uid)
-        rc = proc.returncode
-    finally:
-        for fd in (r_out, w_out, r_ver, w_ver):
-            if fd >= 0:
-                os.close(fd)
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = out.decode("utf-8", "replace")
-    if dropped:
-        text += f"\n...[output truncated: {dropped} more bytes]"
-    return _verdict(verdict, nonce, rc, timed_out, text, time.monotonic() - start)
-
-
-def _collect(
-    proc: subprocess.Popen[bytes], r_out: int, r_ver: int, deadline: float, cap: int
-) -> tuple[bytes, bytes, int, bool]:
-    """Drain both pipes until the launcher exits (or the deadline), keeping at most `cap` output bytes."""
-    out = bytearray()
-    verdict = bytearray()
-    dropped = 0
-    timed_out = False
-    poller = select.poll()
-    open_fds = {r_out, r_ver}
-    for fd in open_fds:
-        poller.register(fd, select.POLLIN)
-    exited_at: float | None = None
-    while open_fds:
-        now = time.monotonic()
-        if exited_at is None and _exited(proc.pid):
-            exited_at = now
-        if exited_at is not None and now - exited_at > 0.5:
-            break  # stray holders of the pipes (escaped children): stop waiting, they get killed below
-        if now >= deadline:
-            timed_out = exited_at is None
-            break
-        for fd, _ in poller.poll(max(1, int(min(deadline - now, 0.05) * 1000))):
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-            elif fd == r_ver:
-                if len(verdict) < 65536:
-                    verdict += chunk
-            else:
-                keep = max(0, cap - len(out))
-                out += chunk[:keep]
-                dropped += len(chunk) - min(keep, len(chunk))
-    while exited_at is None and not timed_out and not _exited(proc.pid):
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
-        time.sleep(0.01)
-    # Kill the whole group before reaping, so its id cannot have been reused by an unrelated process.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-    return bytes(out), bytes(verdict), dropped, timed_out
-
-
-def _exited(pid: int) -> bool:
-    """Has the launcher exited? Does not reap it (WNOWAIT), so its pid and process group stay ours."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _kill_uid(uid: int) -> None:
-    """Without a pid namespace, processes that left the group (setsid) are found by their unique uid."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid == uid:
-                os.kill(int(entry), signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def _verdict(
-    verdict: bytes, nonce: str, rc: int, timed_out: bool, output: str, duration: float
-) -> CodeResult:
-    lines = verdict.decode("utf-8", "replace").split("\n")
-    isolation: frozenset[str] = frozenset()
-    notes: list[str] = []
-    if lines and lines[0].startswith("I:"):
-        try:
-            info = json.loads(lines[0][2:])
-            isolation = frozenset(info.get("features", ()))
-            notes = list(info.get("errors", ()))
-        except (ValueError, AttributeError, TypeError):
-            notes = ["unreadable isolation report"]
-        lines = lines[1:]
-    rest = "\n".join(lines)
-
-    def result(status: Status, reason: str, passed: bool = False) -> CodeResult:
-        full = "; ".join([reason, *notes]) if notes else reason
-        return CodeResult(passed, status, output, duration, full, isolation)
-
-    if timed_out:
-        return result("timeout", "wall-clock timeout")
-    if rest == nonce + "\n" and rc == 0:
-        return result("passed", "all tests passed", True)
-    if rc == 128 + signal.SIGXCPU:
-        return result("timeout", "CPU time limit")
-    if rc >= 128:
-        try:
-            name = signal.Signals(rc - 128).name
-        except ValueError:
-            name = str(rc - 128)
-        return result("killed", f"killed by {name}")
-    if rest.startswith("F:") and nonce not in rest:
-        return result("failed", rest[2:].strip())
-    if rest.startswith("E:") and nonce not in rest:
-        return result("error", rest[2:].strip())
-    if rc == 0:
-        return result("failed", "program exited before the tests finished")
-    return result("error", f"exit status {rc}")
-
-
-# ----------------------------------------------------------------------------------------------- launcher side
 
 
 def _launcher_main(workdir: str) -> NoReturn:
@@ -428,7 +118,7 @@ def _unshare(wanted: set[str]) -> tuple[set[str], list[str]]:
     libc = _libc()
     got: set[str] = set()
     errors: list[str] = []
-    flags = [(n, f) for n, f in _NS_FLAGS.items() if n in wanted]
+    flags = [(n, f) for n, f in NAMESPACES.items() if n in wanted]
     if os.geteuid() != 0:
         if "userns" not in wanted:
             return got, errors
@@ -531,7 +221,7 @@ def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
     features.add("rlimits")
     os.chdir(workdir)
     os.environ.clear()
-    os.environ.update(_CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
+    os.environ.update(CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -762,7 +452,8 @@ def _harness(job: dict[str, Any], workdir: str, features: set[str], errors: list
     _write(vfd, b"I:" + json.dumps({"features": sorted(features), "errors": errors}).encode() + b"\n")
     sys.settrace(None)
     sys.setprofile(None)
-    threading.settrace(None)  # type: ignore[arg-type]
+    if "threading" in sys.modules:
+        sys.modules["threading"].settrace(None)
     sys.addaudithook(audit)  # cannot be removed again
 
     # 1. The program.
