@@ -2,10 +2,11 @@
 
 The workload is built from real golds (GSM8K rationales ending `#### n`, MATH-500 answers in `\\boxed{}`), half
 of them perturbed so that both the "equal" and the "different" paths of math-verify are exercised. The code
-sandbox section times `rlvr_safety.rewards.code.run_tests` on HumanEval's canonical solutions once that module
-exists, and is skipped with a message until then (or with --skip-code).
+sandbox section times `rlvr_safety.rewards.code` on HumanEval's canonical and broken solutions (sequential
+latency and `run_batch` throughput), and is skipped with a message if that module is missing (or with
+--skip-code).
 
-    python benchmarks/verifier_throughput.py [--n 2000] [--workers N] [--skip-code]
+    python benchmarks/verifier_throughput.py [--n 2000] [--workers N] [--skip-code] [--code-workers N]
 """
 
 from __future__ import annotations
@@ -125,26 +126,50 @@ def bench_math(data_dir: Path, n: int, workers: int, seed: int) -> dict[str, flo
     return result
 
 
-def bench_code(data_dir: Path, n: int) -> dict[str, float] | None:
-    """Time the code sandbox on HumanEval canonical solutions; skipped until rlvr_safety.rewards.code exists."""
+def bench_code(data_dir: Path, n: int, workers: int | None = None) -> dict[str, float] | None:
+    """Time the code sandbox on HumanEval: canonical solutions (must pass) and broken ones (must fail).
+
+    Sequential `run_tests` calls give the per-program latency (launcher start-up, namespaces, harness); the
+    bounded `run_batch` pool gives the throughput a trainer sees. Skipped until rlvr_safety.rewards.code exists.
+    """
     try:
         module = importlib.import_module("rlvr_safety.rewards.code")
-        run_tests = module.run_tests
+        run_tests, run_batch, code_task = module.run_tests, module.run_batch, module.CodeTask
     except (ModuleNotFoundError, AttributeError):
         print("code sandbox: skipped (rlvr_safety.rewards.code.run_tests is not available yet)")
         return None
     rows = _jsonl(data_dir / "humaneval" / "HumanEval.jsonl.gz")[:n]
+    caps = module.sandbox_capabilities()
+    seq_rows = rows[: min(len(rows), 32)]
     start = time.perf_counter()
-    passed = 0
-    for row in rows:
-        result = run_tests(row["prompt"] + row["canonical_solution"], row["test"], row["entry_point"])
-        passed += bool(getattr(result, "passed", False))
-    elapsed = time.perf_counter() - start
-    print(
-        f"code sandbox: {len(rows)} HumanEval canonical solutions, {len(rows) / elapsed:.1f} programs/s, "
-        f"{passed} passed (sequential run_tests calls)"
+    seq_passed = sum(
+        run_tests(r["prompt"] + r["canonical_solution"], r["test"], r["entry_point"]).passed for r in seq_rows
     )
-    return {"n": len(rows), "per_s": len(rows) / elapsed}
+    seq_s = time.perf_counter() - start
+    good = [code_task(r["prompt"] + r["canonical_solution"], r["test"], r["entry_point"], 10.0) for r in rows]
+    broken = [code_task(r["prompt"] + "    return None\n", r["test"], r["entry_point"], 10.0) for r in rows]
+    start = time.perf_counter()
+    results = run_batch(good + broken, max_workers=workers)
+    batch_s = time.perf_counter() - start
+    passed = sum(r.passed for r in results[: len(rows)])
+    broken_passed = sum(r.passed for r in results[len(rows) :])
+    pool = workers or os.cpu_count() or 1
+    print(f"code sandbox (isolation: {', '.join(sorted(caps.features))})")
+    print(
+        f"  sequential run_tests  : {seq_s / len(seq_rows) * 1e3:.0f} ms/program over {len(seq_rows)} programs "
+        f"({seq_passed} passed)"
+    )
+    print(
+        f"  run_batch ({pool} workers) : {2 * len(rows) / batch_s:.1f} programs/s; canonical {passed}/{len(rows)} "
+        f"passed, broken {broken_passed}/{len(rows)} passed; machine load {os.getloadavg()[0]:.1f}"
+    )
+    return {
+        "n": len(rows),
+        "per_s": 2 * len(rows) / batch_s,
+        "latency_ms": seq_s / len(seq_rows) * 1e3,
+        "passed": passed,
+        "broken_passed": broken_passed,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--skip-code", action="store_true", help="skip the code sandbox section")
     parser.add_argument("--code-n", type=int, default=164, help="HumanEval programs for the code section")
+    parser.add_argument("--code-workers", type=int, default=None, help="sandboxes at once (default: CPUs)")
     args = parser.parse_args(argv)
     data_dir = _data_dir(args.data_dir)
     bench_math(data_dir, args.n, args.workers, args.seed)
     if not args.skip_code:
-        bench_code(data_dir, args.code_n)
+        bench_code(data_dir, args.code_n, args.code_workers)
     return 0
 
 
