@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from transformers import TrainerCallback
 
-from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.generation.base import GenerationParams, Prompt
 from rlvr_safety.generation.hf import HFGenerator
 
 from .kl import completion_token_logprobs
@@ -96,7 +96,8 @@ def greedy_responses(model: Any, tokenizer: Any, prompts: list[str], max_new_tok
     """Greedy replies through the project's generator (chat template, left padding, EOS handling)."""
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
     with eval_mode(model), _cache_on(model):
-        outs = HFGenerator(model, tokenizer).generate(prompts, params, progress=False)
+        batch: list[Prompt] = list(prompts)
+        outs = HFGenerator(model, tokenizer).generate(batch, params, progress=False)
     return [o.text for o in outs]
 
 

@@ -27,9 +27,9 @@ class LoraConfig(_Strict):
     """LoRA adapter; with it the reference policy is the same weights with the adapter switched off (no copy)."""
 
     enabled: bool = True
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
 
 
@@ -37,11 +37,11 @@ class ProbeConfig(_Strict):
     """Judged safety probe: the first `n` prompts of each benchmark, greedy, judged every `every` steps."""
 
     enabled: bool = True
-    every: int = Field(10, ge=1)
+    every: int = Field(default=10, ge=1)
     benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "strongreject", "xstest"])
-    n: int = Field(4, ge=1, description="prompts per benchmark (harmful ones only)")
+    n: int = Field(default=4, ge=1, description="prompts per benchmark (harmful ones only)")
     judge: str = "keyword"
-    max_new_tokens: int = Field(32, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
 
 
 class CommonConfig(_Strict):
@@ -50,53 +50,53 @@ class CommonConfig(_Strict):
     model: str = "default"
     seed: int = 0
     data_dir: str | None = None
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lora: LoraConfig = Field(default_factory=lambda: LoraConfig())
     gradient_checkpointing: bool = False
-    device: str | None = Field(None, description="cpu | cuda | cuda:N; None picks cuda when available")
-    dtype: str | None = Field(None, description="bf16 | fp16 | fp32; None = bf16 on GPU, fp32 on CPU")
-    learning_rate: float = Field(1e-5, gt=0.0)
-    max_steps: int = Field(20, ge=1)
-    per_device_train_batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    warmup_steps: int = Field(0, ge=0)
+    device: str | None = Field(default=None, description="cpu | cuda | cuda:N; None picks cuda when available")
+    dtype: str | None = Field(default=None, description="bf16 | fp16 | fp32; None = bf16 on GPU, fp32 on CPU")
+    learning_rate: float = Field(default=1e-5, gt=0.0)
+    max_steps: int = Field(default=20, ge=1)
+    per_device_train_batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    warmup_steps: int = Field(default=0, ge=0)
     lr_scheduler_type: str = "constant"
-    max_grad_norm: float = Field(1.0, gt=0.0)
-    save_steps: int = Field(50, ge=1)
-    save_total_limit: int | None = Field(2, ge=1)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    save_steps: int = Field(default=50, ge=1)
+    save_total_limit: int | None = Field(default=2, ge=1)
     report_to: list[str] | str = "none"
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    probe: ProbeConfig = Field(default_factory=lambda: ProbeConfig())
 
 
 class TaskConfig(_Strict):
     """Which capability data a recipe trains on: a benchmark name from rlvr_safety.data, or generated arithmetic."""
 
     name: str = "arithmetic"
-    limit: int | None = Field(256, ge=1, description="training prompts (arithmetic: how many to generate)")
-    level: int = Field(1, ge=1, description="arithmetic difficulty")
-    reward: str | None = Field(None, description="reward name; None picks the task's verifier")
+    limit: int | None = Field(default=256, ge=1, description="training prompts (arithmetic: how many to generate)")
+    level: int = Field(default=1, ge=1, description="arithmetic difficulty")
+    reward: str | None = Field(default=None, description="reward name; None picks the task's verifier")
     system_prompt: str | None = None
-    instruction: str | None = Field(None, description="appended to each question; None = the answer-format hint")
+    instruction: str | None = Field(default=None, description="appended to each question; None = the answer-format hint")
 
 
 class RLConfig(CommonConfig):
     """RL settings shared by rlvr and rlhf (TRL GRPOConfig names)."""
 
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskConfig = Field(default_factory=lambda: TaskConfig())
     algorithm: Algorithm = "grpo"
-    beta: float = Field(0.05, ge=0.0, description="KL coefficient; 0 drops the penalty but KL is still logged")
-    num_generations: int = Field(4, ge=2)
-    max_prompt_length: int | None = Field(256, ge=8)
-    max_completion_length: int = Field(32, ge=1)
-    temperature: float = Field(1.0, gt=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    epsilon: float = Field(0.2, gt=0.0)
-    epsilon_high: float | None = Field(None, gt=0.0, description="None: the algorithm's default")
-    num_iterations: int = Field(1, ge=1)
-    scale_rewards: Literal["group", "batch", "none"] | None = Field(None, description="None: the algorithm's")
-    loss_type: str | None = Field(None, description="override the algorithm's TRL loss type (expert use)")
+    beta: float = Field(default=0.05, ge=0.0, description="KL coefficient; 0 drops the penalty but KL is still logged")
+    num_generations: int = Field(default=4, ge=2)
+    max_prompt_length: int | None = Field(default=256, ge=8)
+    max_completion_length: int = Field(default=32, ge=1)
+    temperature: float = Field(default=1.0, gt=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    epsilon: float = Field(default=0.2, gt=0.0)
+    epsilon_high: float | None = Field(default=None, gt=0.0, description="None: the algorithm's default")
+    num_iterations: int = Field(default=1, ge=1)
+    scale_rewards: Literal["group", "batch", "none"] | None = Field(default=None, description="None: the algorithm's")
+    loss_type: str | None = Field(default=None, description="override the algorithm's TRL loss type (expert use)")
     mask_truncated_completions: bool = False
-    success_threshold: float = Field(1.0, description="a completion succeeds when its verifier reward >= this")
-    record_rollouts: bool = Field(False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
+    success_threshold: float = Field(default=1.0, description="a completion succeeds when its verifier reward >= this")
+    record_rollouts: bool = Field(default=False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
@@ -115,45 +115,45 @@ class RLVRConfig(RLConfig):
 class RewardModelConfig(_Strict):
     """The learned reward of the rlhf recipe: TRL RewardTrainer on preference pairs."""
 
-    data: str = Field("hh-rlhf-helpful", description="preference benchmark (records with extra chosen/rejected)")
-    limit: int | None = Field(512, ge=2)
-    model: str | None = Field(None, description="RM base spec; None = the policy's model")
-    max_steps: int = Field(50, ge=1)
-    learning_rate: float = Field(5e-5, gt=0.0)
-    per_device_train_batch_size: int = Field(8, ge=1)
-    max_length: int = Field(256, ge=16)
+    data: str = Field(default="hh-rlhf-helpful", description="preference benchmark (records with extra chosen/rejected)")
+    limit: int | None = Field(default=512, ge=2)
+    model: str | None = Field(default=None, description="RM base spec; None = the policy's model")
+    max_steps: int = Field(default=50, ge=1)
+    learning_rate: float = Field(default=5e-5, gt=0.0)
+    per_device_train_batch_size: int = Field(default=8, ge=1)
+    max_length: int = Field(default=256, ge=16)
     lora: LoraConfig = Field(default_factory=lambda: LoraConfig(enabled=False))
-    path: str | None = Field(None, description="use an already trained RM folder and skip RM training")
+    path: str | None = Field(default=None, description="use an already trained RM folder and skip RM training")
 
 
 class RLHFConfig(RLConfig):
-    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig)
+    reward_model: RewardModelConfig = Field(default_factory=lambda: RewardModelConfig())
 
 
 class SFTConfig(CommonConfig):
     """Supervised fine-tuning on the task's reference solutions, loss on the completion only."""
 
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    max_length: int = Field(512, ge=16)
-    num_train_epochs: float = Field(1.0, gt=0.0)
+    task: TaskConfig = Field(default_factory=lambda: TaskConfig())
+    max_length: int = Field(default=512, ge=16)
+    num_train_epochs: float = Field(default=1.0, gt=0.0)
 
 
 class GuardConfig(CommonConfig):
     """Safety SFT: refusals on harmful prompts, the model's own greedy answers on benign ones, until a target."""
 
-    learning_rate: float = Field(1e-4, gt=0.0)
-    max_steps: int = Field(200, ge=1)
-    harmful: str = Field("advbench", description="training-only harmful source; keep it out of evaluation")
-    n_harmful: int = Field(200, ge=1)
-    heldout: int = Field(32, ge=1, description="held-out harmful prompts for the stopping rule")
+    learning_rate: float = Field(default=1e-4, gt=0.0)
+    max_steps: int = Field(default=200, ge=1)
+    harmful: str = Field(default="advbench", description="training-only harmful source; keep it out of evaluation")
+    n_harmful: int = Field(default=200, ge=1)
+    heldout: int = Field(default=32, ge=1, description="held-out harmful prompts for the stopping rule")
     benign: list[str] = Field(default_factory=lambda: ["arithmetic", "gsm8k-train"])
-    n_benign: int = Field(100, ge=1, description="benign prompts per source")
-    benign_max_new_tokens: int = Field(64, ge=1)
-    target_refusal: float = Field(0.9, gt=0.0, le=1.0)
-    check_every: int = Field(10, ge=1)
+    n_benign: int = Field(default=100, ge=1, description="benign prompts per source")
+    benign_max_new_tokens: int = Field(default=64, ge=1)
+    target_refusal: float = Field(default=0.9, gt=0.0, le=1.0)
+    check_every: int = Field(default=10, ge=1)
     judge: str = "keyword"
-    check_max_new_tokens: int = Field(24, ge=1)
-    max_length: int = Field(256, ge=16)
+    check_max_new_tokens: int = Field(default=24, ge=1)
+    max_length: int = Field(default=256, ge=16)
 
     @model_validator(mode="after")
     def _check(self) -> GuardConfig:

@@ -75,9 +75,10 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         self._captured_logps: torch.Tensor | None = None
         self.kl_ref_model = None
         if self.beta == 0.0 and kl_ref_model is not None:
+            targs: Any = self.args
             disable_dropout_in_model(kl_ref_model)
             add_fused_lm_head(kl_ref_model, temperature=self.temperature,
-                              cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
+                              cast_lm_head_to_fp32=targs.cast_lm_head_to_fp32)
             self.kl_ref_model = self.accelerator.prepare_model(kl_ref_model, evaluation_mode=True)
 
     # -- reference access for monitors ---------------------------------------------------------------------------
@@ -89,7 +90,9 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         keep = out["completion_ids"].size(1)
         bs = self.args.per_device_train_batch_size
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+        policy: Any = self.model
+        targs: Any = self.args
+        with torch.no_grad(), disable_gradient_checkpointing(policy, targs.gradient_checkpointing_kwargs):
             if self.ref_model is not None or self.kl_ref_model is not None:
                 ref = self.ref_model if self.ref_model is not None else self.kl_ref_model
                 logps, _, _ = self._get_per_token_logps_and_entropies(ref, ids, mask, keep, batch_size=bs)
@@ -102,11 +105,12 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     # -- hooks -----------------------------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)
-        mode = "train" if self.model.training else "eval"
+        policy: Any = self.model
+        mode = "train" if policy.training else "eval"
         if out.get("ref_per_token_logps") is None:
             out["ref_per_token_logps"] = self._reference_logps(out)
-        if self.loo_advantages and self.num_generations > 1:
-            g = self.num_generations
+        g = int(self.num_generations or 1)
+        if self.loo_advantages and g > 1:
             out["advantages"] = out["advantages"] * (g / (g - 1))
         if self.success_reward is not None and self.success_reward.last:
             vals = torch.tensor(self.success_reward.last, dtype=torch.float32)
@@ -133,7 +137,8 @@ class MonitoredGRPOTrainer(GRPOTrainer):
             if "tool_mask" in inputs:
                 mask = mask * inputs["tool_mask"]
             seq = sequence_estimators(logps, ref, mask)
-            mode = "train" if self.model.training else "eval"
+            policy: Any = self.model
+            mode = "train" if policy.training else "eval"
             for k in ESTIMATORS:
                 self._metrics[mode][f"kl_seq/{k}"].append(self.accelerator.gather(seq[k]).mean().item())
             if self.record_rollouts and mode == "train":
