@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 Status = Literal["passed", "failed", "timeout", "error", "killed"]
+# The launcher enforces `timeout_s` itself (and reaps what it kills); the grader's own clock is a backstop.
+_LAUNCH_GRACE_S = 2.0
 
 
 # ------------------------------------------------------------------------------------------------ sandbox API
@@ -189,6 +191,7 @@ def _run(
             "uid": uid if "uid_switch" in features else None,
             "features": sorted(features),
             "cpu_s": max(1, math.ceil(timeout_s) + 1),
+            "wall_s": timeout_s,
             "limits": limits.__dict__,
             "guard_returns": guard_returns,
         }
@@ -214,7 +217,7 @@ def _run(
             os.close(w_ver)
             w_out = w_ver = -1
         out, verdict, dropped, timed_out = _collect(
-            proc, r_out, r_ver, start + timeout_s, limits.output_bytes
+            proc, r_out, r_ver, start + timeout_s + _LAUNCH_GRACE_S, limits.output_bytes
         )
         if uid is not None and "pidns" not in features:
             _kill_uid(uid)
@@ -322,6 +325,8 @@ def _verdict(
         return result("timeout", "wall-clock timeout")
     if rest == nonce + "\n" and rc == 0:
         return result("passed", "all tests passed", True)
+    if rc == sandbox.TIMEOUT_EXIT:
+        return result("timeout", "wall-clock timeout")
     if rc == 128 + signal.SIGXCPU:
         return result("timeout", "CPU time limit")
     if rc >= 128:

@@ -74,7 +74,7 @@ def _launcher_main(workdir: str) -> NoReturn:
             __import__(name)
         except ImportError:
             pass
-    _fork_and_wait(vfd, job)
+    _fork_and_wait(vfd, job, wall_s=job["wall_s"])
     # pid 1 of the new pid namespace (if any): mounts need root, and /proc must be mounted from inside. It then
     # forks the worker, so the program gets ordinary signal semantics (init ignores unhandled signals).
     try:
@@ -87,15 +87,38 @@ def _launcher_main(workdir: str) -> NoReturn:
     _harness(job, workdir, features, errors)
 
 
-def _fork_and_wait(vfd: int, job: dict[str, Any]) -> None:
-    """Fork; the parent drops its copy of the job, waits, and exits with the child's status."""
+TIMEOUT_EXIT = 124
+
+
+class _WallClock(Exception):
+    pass
+
+
+def _fork_and_wait(vfd: int, job: dict[str, Any], wall_s: float | None = None) -> None:
+    """Fork; the parent drops its copy of the job, waits, and exits with the child's status.
+
+    With `wall_s` (the launcher), the parent enforces the time limit itself: it kills and *reaps* the child,
+    so a timeout leaves no orphan for an init that may never reap it, and exits with TIMEOUT_EXIT.
+    """
     pid = os.fork()
     if pid == 0:
         return
     os.close(vfd)
     job.clear()
     _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # best effort: the pid namespace backs it up
-    _, status = os.waitpid(pid, 0)
+    if wall_s is not None:
+
+        def expire(signum: int, frame: Any) -> None:
+            raise _WallClock
+
+        signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(wall_s, 0.01))
+    try:
+        _, status = os.waitpid(pid, 0)
+    except _WallClock:
+        os.kill(pid, signal.SIGKILL)  # pid 1 of the namespace: the kernel takes every process in it along
+        os.waitpid(pid, 0)
+        os._exit(TIMEOUT_EXIT)
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
