@@ -4,23 +4,30 @@ Model-written code is hostile by assumption: RL optimises against the grader, so
 program do (exit early, print "passed", patch `check`, return an object equal to everything) will be found.
 
 Layout. The grader (`rlvr_safety.rewards.code.run_tests`) starts `python -I -S sandbox.py <dir>` (this file: the
-child side only, kept to a few light stdlib imports because every run pays for them) as a *launcher*
-in a new session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it,
-then unshares network, mount, pid and IPC namespaces (as root directly, otherwise through a user namespace), and
-forks. The child (pid 1 of the new pid namespace) mounts private tmpfs over the world-writable directories and a
-fresh /proc, and forks the worker, which switches to a random unprivileged uid, sets rlimits (CPU, address
-space, file size, open files, processes, no core dumps), no-new-privs, non-dumpable and a parent-death signal,
-and runs the *harness* in-process (no exec: the interpreter is already loaded and trusted): build
+child side only, kept to a few light stdlib imports because every run pays for them) as a *launcher* in a new
+session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it, unshares
+network, mount, pid and IPC namespaces (as root directly, otherwise inside a user namespace), and forks pid 1
+of the new pid namespace, which it kills and reaps itself when the wall clock runs out. Pid 1 mounts private
+tmpfs over the world-writable directories (the working directory lives there) and a fresh /proc, and forks the
+worker (so the program gets ordinary signal semantics). The worker switches to a random unprivileged uid,
+sets rlimits (CPU, address space, file size, open files, processes, no core dumps), no-new-privs, non-dumpable
+and a parent-death signal, and runs the *harness* in-process (no exec: the interpreter is already loaded): build
 the program's namespace, run the tests, and only if everything passed write a per-run random nonce to a
-dedicated pipe. The grader counts a pass only for exactly that nonce plus exit status 0; timeouts kill the
-launcher's process group, and the pid namespace takes every descendant with it.
+dedicated pipe. The grader counts a pass only for exactly that nonce plus exit status 0. When pid 1 dies the
+kernel kills everything left in the namespace, forks and setsid'd processes included.
+
+Where the kernel refuses a namespace (e.g. a container without CAP_SYS_ADMIN and without user namespaces), the
+run goes on with what is available and says so in `CodeResult.isolation`; the harness's audit hook then stands
+in (audit_net / audit_fs / audit_kill: no sockets, no writes outside the working directory, no signals, no new
+executables), which is a speed bump rather than a wall.
 
 Residual risk (documented, not solved): the program runs in the harness's interpreter, so with enough effort it
 can inspect the harness's memory and find the nonce. An audit hook raises on the obvious routes (frame and gc
 introspection, tracing, ctypes, /proc/*/mem), captured references make rebinding `check`, `AssertionError`,
 `sys.exit` or builtins useless, and return values must be plain data so an object whose `__eq__` always says
 True does not pass; but CPython has no in-process security boundary. The OS isolation above is the boundary:
-at worst such a program earns a reward it did not deserve, it cannot escape.
+at worst such a program earns a reward it did not deserve, it cannot escape. The program can read files that
+are world-readable on the host (the repository, the datasets): hide answer files from it if that matters.
 """
 
 from __future__ import annotations
