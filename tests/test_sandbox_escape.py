@@ -37,7 +37,9 @@ def run(program: str, tests=("assert True",), entry_point=None, timeout_s: float
     result = run_tests(
         textwrap.dedent(program), list(tests) if not isinstance(tests, str) else tests, entry_point, timeout_s
     )
-    print(result.status, "|", result.reason, "|", result.output[:600])  # shown by pytest on failure or with -s
+    print(
+        result.status, "|", result.reason, "|", result.output[:600]
+    )  # shown by pytest on failure or with -s
     assert not result.passed and result.status != "passed", result
     return result
 
@@ -462,3 +464,23 @@ def test_degraded_mode_confines_with_the_audit_hook(tmp_path):
     r = _run(program, ["assert False"], None, 5.0, SandboxLimits(), True, frozenset(uid))
     assert {"audit_fs", "audit_net"} <= r.isolation and "netns" not in r.isolation
     assert "ALLOWED" not in r.output and not marker.exists() and r.status == "failed", r
+
+
+def test_repository_and_datasets_are_hidden(data_dir):
+    """Reading the reference solutions off disk would be the cheapest reward hack of all."""
+    if "hidden_host_dirs" not in sandbox_capabilities():
+        pytest.skip("no mount namespace here: host files stay readable (documented)")
+    files = [REPO / "pyproject.toml", data_dir / "MANIFEST.md", data_dir / "humaneval" / "HumanEval.jsonl.gz"]
+    r = run(
+        f"""
+        FOUND = []
+        for p in {[str(f) for f in files]!r}:
+            try:
+                with open(p, "rb") as f:
+                    FOUND.append((p, len(f.read())))
+            except OSError as e:
+                print(p, type(e).__name__)
+        """,
+        tests=["assert FOUND"],
+    )
+    assert r.status == "failed" and r.output.count("FileNotFoundError") == len(files)

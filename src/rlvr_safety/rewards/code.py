@@ -25,9 +25,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rlvr_safety.errors import UserError
+from rlvr_safety.paths import DATA_DIR_ENV
 from rlvr_safety.rewards import sandbox
 from rlvr_safety.rewards.base import Reward, RewardVerdict
 
@@ -194,6 +196,7 @@ def _run(
             "wall_s": timeout_s,
             "limits": limits.__dict__,
             "guard_returns": guard_returns,
+            "hide": _hidden_paths(),
         }
         path = os.path.join(workdir, "job.json")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -231,6 +234,15 @@ def _run(
     if dropped:
         text += f"\n...[output truncated: {dropped} more bytes]"
     return _verdict(verdict, nonce, rc, timed_out, text, time.monotonic() - start)
+
+
+def _hidden_paths() -> list[str]:
+    """Grader-side places the program must not read: our cwd, this source checkout, the local data folder."""
+    paths = [os.getcwd(), os.environ.get(DATA_DIR_ENV, "")]
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "pyproject.toml").exists():
+        paths += [str(checkout), str(checkout.parent / "shared")]
+    return [p for p in paths if p]
 
 
 def _collect(

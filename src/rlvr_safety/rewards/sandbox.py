@@ -51,6 +51,25 @@ NAMESPACES = {"netns": _CLONE_NEWNET, "mountns": _CLONE_NEWNS, "pidns": _CLONE_N
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
 _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+# Covered by empty tmpfs in the sandbox (plus the grader's cwd and checkout): homes, project and data trees.
+HIDDEN_DIRS = ("/home", "/root", "/work", "/workspace", "/mnt", "/media", "/srv", "/data", "/opt")
+_SYSTEM_DIRS = tuple(
+    d + "/"
+    for d in (
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/etc",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/var",
+        "/boot",
+    )
+)
 UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uid per run: own NPROC count, can signal nothing else
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 # Imported before privileges drop (the interpreter's files may be unreadable for the sandbox uid) and before the
@@ -198,8 +217,9 @@ def _private_mounts(job: dict[str, Any], features: set[str], errors: list[str], 
             features.discard("mountns")
             errors.append(f"no private mounts ({exc})")
     if "mountns" in features:
-        if uid is not None:
-            _expose(sys.path, mount)
+        needed = [*sys.path, os.path.join(sys.base_prefix, "lib"), os.path.join(sys.prefix, "lib")]
+        if _mask_host_dirs(needed, [*HIDDEN_DIRS, *job.get("hide", ())], uid is not None, mount):
+            features.add("hidden_host_dirs")
         tmp_size = job["limits"]["tmpfs_bytes"]
         for d in _WORLD_WRITABLE:
             if os.path.isdir(d) and not os.path.islink(d):
@@ -258,31 +278,48 @@ def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # partial output survives a kill
 
 
-def _expose(paths: Iterable[str], mount: Any) -> None:
-    """Make the interpreter's own directories reachable for the sandbox uid without exposing their neighbours.
+def _mask_host_dirs(needed: Iterable[str], hide: Iterable[str], uid_switch: bool, mount: Any) -> list[str]:
+    """Cover host directories with empty tmpfs, binding back only what the interpreter needs; returns the covers.
 
-    E.g. a pyenv Python under /root (mode 700): cover /root with an empty tmpfs and bind the needed directories
-    back at their original paths, so imports keep working and the rest of /root stays invisible.
+    Two reasons to cover a directory: it holds data the program has no business reading (home directories,
+    the repository, datasets with reference solutions), or it blocks the sandbox uid on the way to the
+    interpreter's own files (e.g. a pyenv Python under /root, mode 700). The needed directories are bound back
+    at their original paths, so imports keep working and nothing else there is visible.
     """
     import stat
 
-    cover: dict[str, list[str]] = {}
-    for p in {os.path.realpath(p) for p in paths if p and os.path.exists(p)}:
-        target = p if os.path.isdir(p) else os.path.dirname(p)
-        parts = target.strip("/").split("/")
-        for i in range(1, len(parts)):
-            anc = "/" + "/".join(parts[:i])
-            if not os.stat(anc).st_mode & stat.S_IXOTH:
-                cover.setdefault(anc, []).append(target)
-                break
-    for anc, targets in cover.items():
-        roots = [t for t in sorted(set(targets)) if not any(t.startswith(o + "/") for o in targets)]
-        fds = [(t, os.open(t, os.O_RDONLY | os.O_DIRECTORY)) for t in roots]
-        mount("tmpfs", anc, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=65536,mode=755")
-        for t, fd in fds:
+    targets = sorted({os.path.realpath(p) for p in needed if p and os.path.isdir(p)})
+    covers = {
+        real
+        for h in hide
+        if os.path.isdir(h)
+        and (real := os.path.realpath(h)) != "/"
+        and real not in targets
+        and not (real + "/").startswith(_SYSTEM_DIRS)
+    }
+    if uid_switch:
+        for t in targets:
+            parts = t.strip("/").split("/")
+            for i in range(1, len(parts)):
+                anc = "/" + "/".join(parts[:i])
+                if not os.stat(anc).st_mode & stat.S_IXOTH:
+                    covers.add(anc)
+                    break
+    covers = {c for c in covers if not any(c.startswith(o + "/") for o in covers)}
+    plan = []
+    for cover in sorted(covers):
+        under = [t for t in targets if t.startswith(cover + "/")]
+        under = [t for t in under if not any(t.startswith(o + "/") for o in under)]
+        plan.append(
+            (cover, [(t, os.open(t, os.O_RDONLY | os.O_DIRECTORY)) for t in under])
+        )  # before covering
+    for cover, binds in plan:
+        mount("tmpfs", cover, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=65536,mode=755")
+        for t, fd in binds:
             os.makedirs(t, 0o755, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", t, None, _MS_BIND | _MS_REC)
             os.close(fd)
+    return sorted(covers)
 
 
 class _Blocked(ValueError):  # ValueError: namedtuple/enum/typing already tolerate it from sys._getframe
