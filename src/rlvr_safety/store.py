@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS judgments (
   label TEXT NOT NULL, refused INTEGER NOT NULL, harmful REAL NOT NULL, raw TEXT, created REAL NOT NULL,
   UNIQUE (generation_id, judge, judge_version)
 );
+CREATE TABLE IF NOT EXISTS grades (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  generation_id INTEGER NOT NULL REFERENCES generations(id), grader TEXT NOT NULL,
+  value REAL NOT NULL, parsed TEXT, reason TEXT, created REAL NOT NULL,
+  UNIQUE (generation_id, grader)
+);
 CREATE TABLE IF NOT EXISTS metrics (
   run_id TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, value REAL, created REAL NOT NULL,
   PRIMARY KEY (run_id, step, name)
@@ -160,6 +166,25 @@ class Store:
                 "INSERT OR IGNORE INTO judgments(generation_id, judge, judge_version, label, refused, harmful, raw,"
                 " created) VALUES (:generation_id,:judge,:judge_version,:label,:refused,:harmful,:raw,:created)",
                 [{**r, "raw": json.dumps(r.get("raw"), default=str), "created": now} for r in rows],
+            )
+
+    # verifier grades (capability tasks) -------------------------------------------------------------------------
+    def existing_grades(self, generation_ids: list[int], grader: str) -> dict[int, sqlite3.Row]:
+        out: dict[int, sqlite3.Row] = {}
+        for chunk in _chunks(generation_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.query(f"SELECT * FROM grades WHERE grader=? AND generation_id IN ({marks})",
+                                (grader, *chunk)):
+                out[r["generation_id"]] = r
+        return out
+
+    def add_grades(self, rows: list[dict[str, Any]]) -> None:
+        now = time.time()
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO grades(generation_id, grader, value, parsed, reason, created) "
+                "VALUES (:generation_id,:grader,:value,:parsed,:reason,:created)",
+                [{**r, "created": now} for r in rows],
             )
 
     # stages (the study runner's ledger) -------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""The one command-line entry point. Commands parse options and delegate; nothing else imports this module."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="RL from verifiable rewards with measured, forecast and certified safety.")
+data_app = typer.Typer(no_args_is_help=True, help="List and inspect benchmarks and training data.")
+judges_app = typer.Typer(no_args_is_help=True, help="Judges: list them, measure their agreement with humans.")
+app.add_typer(data_app, name="data")
+app.add_typer(judges_app, name="judges")
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Local data folder (else RLVR_SAFETY_DATA_DIR, "
+                                                                  "else the Hugging Face hub).")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug or os.environ.get("RLVR_SAFETY_DEBUG") == "1"
+
+
+def _fmt_rate(m: dict[str, Any] | None) -> str:
+    if not m or m.get("rate") is None:
+        return "-"
+    return f"{m['rate']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
+
+
+def print_metrics(payload: dict[str, Any]) -> None:
+    table = Table(title=f"rlvr-safety eval: {payload['model']}")
+    for col in ("benchmark", "n", "refusal", "harmful", "over-refusal", "accuracy", "judge/grader"):
+        table.add_column(col)
+    for name, m in payload["benchmarks"].items():
+        judge = m.get("judge", {}).get("name") if "judge" in m else m.get("grader", "")
+        if m.get("judge_errors"):
+            judge = f"{judge} ({m['judge_errors']} errors excluded)"
+        table.add_row(name, str(m.get("n")), _fmt_rate(m.get("refusal_rate")), _fmt_rate(m.get("harmful_rate")),
+                      _fmt_rate(m.get("over_refusal_rate")), _fmt_rate(m.get("accuracy")), str(judge))
+    console.print(table)
+
+
+# eval -------------------------------------------------------------------------------------------------------------
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="'default', a hub id, a folder or a .gguf file.")],
+    out: Annotated[Path, typer.Option(help="Output folder (store.sqlite, metrics.json).")],
+    suite: Annotated[list[str] | None, typer.Option(help="Suite name: safety5, capability.")] = None,
+    benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N items per benchmark.")] = None,
+    data_dir: DataDir = None,
+    judge: Annotated[str, typer.Option(help="Safety judge: keyword, learned, strongreject, ...")] = "keyword",
+    judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL for LLM judges.")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Model name (endpoint) or spec (local) for LLM judges.")]
+    = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per safety response.")] = 128,
+    capability_max_new_tokens: Annotated[int, typer.Option(help="Tokens per capability response.")] = 384,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    backend: Annotated[str, typer.Option(help="Generation backend: hf (vllm, openai later).")] = "hf",
+) -> None:
+    """Generate, judge and grade; resumable (rerun the same command to continue)."""
+    from .evaluation.runner import EvalSpec, run_eval
+    from .generation.base import GenerationParams
+    from .paths import data_dir as resolve_data_dir
+
+    names = list(suite or []) + list(benchmark or [])
+    if not names:
+        raise UserError("nothing to evaluate: pass --suite NAME or --benchmark NAME")
+    spec = EvalSpec(
+        model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,
+        backend=backend, judge_options=_judge_options(judge_endpoint, judge_model),
+        safety_params=GenerationParams(max_new_tokens=max_new_tokens, batch_size=batch_size),
+        capability_params=GenerationParams(max_new_tokens=capability_max_new_tokens, batch_size=batch_size),
+    )
+    payload = run_eval(spec)
+    print_metrics(payload)
+    console.print(f"wrote {out / 'metrics.json'}")
+
+
+def _judge_options(endpoint: str | None, judge_model: str | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if endpoint:
+        opts["endpoint"] = endpoint
+    if judge_model:
+        opts["model"] = judge_model
+    return opts
+
+
+# data -------------------------------------------------------------------------------------------------------------
+@data_app.command("list")
+def data_list() -> None:
+    """Every registered benchmark and suite."""
+    from .data import SUITES, list_benchmarks
+
+    table = Table(title="benchmarks")
+    for col in ("name", "kind", "local file", "hub id", "description"):
+        table.add_column(col)
+    for info in list_benchmarks():
+        table.add_row(info.name, info.kind, str(info.path or "-"), str(info.hub_id or "-"), info.description)
+    console.print(table)
+    for suite, members in SUITES.items():
+        console.print(f"suite [bold]{suite}[/bold]: {', '.join(members)}")
+
+
+@data_app.command("show")
+def data_show(name: str, limit: Annotated[int, typer.Option(help="Rows to show.")] = 5,
+              data_dir: DataDir = None) -> None:
+    """Print the first normalised records of a benchmark."""
+    from .data import load_benchmark
+    from .paths import data_dir as resolve_data_dir
+
+    records = load_benchmark(name, data_dir=resolve_data_dir(data_dir), limit=limit)
+    for r in records:
+        console.print(f"[bold]{r.id}[/bold] [{r.label}] {r.category}", markup=True)
+        console.print(r.prompt[:500], markup=False, highlight=False)
+        if r.gold is not None:
+            console.print(f"gold: {r.gold}", markup=False)
+        console.print()
+
+
+@app.command("models")
+def models_cmd(spec: Annotated[str, typer.Argument(help="Model spec to resolve.")] = "default") -> None:
+    """Resolve a model spec and print where its weights live (prepares the default model's cache)."""
+    from .models import model_fingerprint, resolve_source
+
+    console.print(f"{spec} -> {resolve_source(spec)} (key {model_fingerprint(spec)})")
+
+
+def _error_line(message: str) -> None:
+    """Exactly one line on stderr (no wrapping), so scripts and CI logs show the whole message."""
+    print(" ".join(message.split()), file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    """Run the app; user errors print one line and exit 2, tracebacks only with --debug."""
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        _error_line(f"error: {exc}")
+        sys.exit(UserError.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; everything already stored is kept (rerun to resume)")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a wall of traceback
+        if _state["debug"]:
+            traceback.print_exc()
+        else:
+            _error_line(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""`rlvr-safety eval`: generate, judge or grade, store, and write metrics.json with Wilson intervals."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import expand, load_benchmark
+from ..data.records import Record
+from ..generation.base import GenerationParams, Generator, get_generator
+from ..judges.base import Judge
+from ..models import model_fingerprint
+from ..store import Store
+from .metrics import SafetyItem, accuracy_metrics, safety_metrics
+from .prompts import grader_for, grading_example, model_prompt
+from .sampling import ensure_generations, ensure_grades, ensure_judgments
+
+
+@dataclass
+class EvalSpec:
+    model: str
+    benchmarks: list[str]
+    out: Path
+    limit: int | None = None
+    data_dir: Path | None = None
+    judge: str = "keyword"
+    backend: str = "hf"
+    safety_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=128))
+    capability_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=256))
+    judge_options: dict[str, Any] = field(default_factory=dict)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
+    try:
+        from ..judges.agreement import known_agreement
+    except ImportError:
+        return None
+    return known_agreement(judge.name)
+
+
+def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequence[Record],
+                     generator: Callable[[], Generator], judge: Callable[[], Judge],
+                     safety_params: GenerationParams, capability_params: GenerationParams,
+                     progress: bool = True) -> dict[str, Any]:
+    """Metrics for one benchmark; every generation, verdict and grade goes through the store first."""
+    grader = grader_for(benchmark)
+    params = capability_params if grader else safety_params
+    items = [(r.id, model_prompt(r)) for r in records]
+    rows = ensure_generations(store, generator, model_key, benchmark, items, params, progress=progress)
+    if grader:
+        from ..rewards.registry import get_reward
+
+        reward = get_reward(grader)
+        grades = ensure_grades(store, grader, reward, rows, [grading_example(r) for r in records])
+        result = accuracy_metrics([grades[row.id] for row in rows])
+        result["grader"] = grader
+        return result
+    j = judge()
+    verdicts = ensure_judgments(store, j, rows)
+    by_id = {r.id: r for r in records}
+    items_s = []
+    for row in rows:
+        v = verdicts[row.id]
+        err = v["label"] == "error"
+        items_s.append(SafetyItem(label=by_id[row.item_id].label, refused=None if err else bool(v["refused"]),
+                                  harmful=None if err else float(v["harmful"])))
+    result = safety_metrics(items_s)
+    result["judge"] = {"name": j.name, "version": j.version, "agreement": _judge_agreement(j)}
+    return result
+
+
+def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
+    names = expand(spec.benchmarks)
+    datasets = {name: load_benchmark(name, data_dir=spec.data_dir, limit=spec.limit) for name in names}
+    from ..judges.registry import get_judge
+
+    judge_cache: list[Judge] = []
+
+    def judge() -> Judge:
+        if not judge_cache:
+            judge_cache.append(get_judge(spec.judge, **spec.judge_options))
+        return judge_cache[0]
+
+    if any(grader_for(n) is None for n in names):
+        judge()  # fail fast on an unknown or unreachable judge before any generation
+    gen_cache: list[Generator] = []
+
+    def generator() -> Generator:
+        if not gen_cache:
+            gen_cache.append(get_generator(spec.backend, spec.model))
+        return gen_cache[0]
+
+    model_key = model_fingerprint(spec.model)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    with Store(spec.out / "store.sqlite") as store:
+        store.start_run("eval", "eval", {"model": spec.model, "benchmarks": names, "limit": spec.limit,
+                                         "judge": spec.judge})
+        for name in names:
+            results[name] = evaluate_records(store, model_key, name, datasets[name], generator, judge,
+                                             spec.safety_params, spec.capability_params, progress=progress)
+        store.finish_run("eval")
+    payload = {"model": spec.model, "model_key": model_key, "limit": spec.limit, "benchmarks": results}
+    write_json_atomic(spec.out / "metrics.json", payload)
+    return payload

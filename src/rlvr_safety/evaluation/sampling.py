@@ -1,0 +1,75 @@
+"""Resumable sampling and judging: ask the store what exists, do only the rest, commit batch by batch.
+
+Used by eval, forecast, certify and the study, so every one of them resumes after a kill without redoing work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..generation.base import GenerationParams, Generator
+from ..judges.base import Judge
+from ..store import GenerationRow, Store
+
+
+def ensure_generations(store: Store, get_generator: Callable[[], Generator], model_key: str, benchmark: str,
+                       items: Sequence[tuple[str, str]], params: GenerationParams,
+                       chunk: int | None = None, progress: bool = True) -> list[GenerationRow]:
+    """Return rows for every (item_id, prompt) x params.n samples, generating only the missing ones.
+
+    `get_generator` is called lazily, so a fully cached run never loads a model.
+    """
+    key = params.key()
+    have = store.existing_generations(model_key, benchmark, key)
+    missing = [(item_id, prompt) for item_id, prompt in items
+               if any((item_id, s) not in have for s in range(params.n))]
+    if missing:
+        generator = get_generator()
+        step = chunk or max(params.batch_size * 2, 1)
+        for start in range(0, len(missing), step):
+            part = missing[start:start + step]
+            outs = generator.generate([p for _, p in part], params, progress=progress)
+            rows = []
+            for j, (item_id, prompt) in enumerate(part):
+                for s in range(params.n):
+                    c = outs[j * params.n + s]
+                    rows.append({"model": model_key, "benchmark": benchmark, "item_id": item_id, "sample": s,
+                                 "params": key, "prompt": prompt, "response": c.text,
+                                 "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                                 "finish_reason": c.finish_reason, "seed": params.seed,
+                                 "backend": getattr(generator, "backend", "?")})
+            store.add_generations(rows)
+        have = store.existing_generations(model_key, benchmark, key)
+    return [have[(item_id, s)] for item_id, _ in items for s in range(params.n)]
+
+
+def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow],
+                     chunk: int = 64) -> dict[int, dict[str, Any]]:
+    """Judge rows that have no verdict from this judge+version yet; return {generation_id: verdict row}."""
+    ids = [r.id for r in rows]
+    have = store.existing_judgments(ids, judge.name, judge.version)
+    todo = [r for r in rows if r.id not in have]
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        verdicts = judge.judge([r.prompt for r in part], [r.response for r in part])
+        store.add_judgments([
+            {"generation_id": r.id, "judge": v.judge, "judge_version": v.version, "label": v.label,
+             "refused": int(v.refused), "harmful": float(v.harmful), "raw": v.raw}
+            for r, v in zip(part, verdicts, strict=True)])
+    have = store.existing_judgments(ids, judge.name, judge.version)
+    return {gid: dict(row) for gid, row in have.items()}
+
+
+def ensure_grades(store: Store, grader_name: str, reward: Any, rows: Sequence[GenerationRow],
+                  examples: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """Grade rows with a verifier (a Reward) once; grades are deterministic so the grader name is the key."""
+    ids = [r.id for r in rows]
+    have = store.existing_grades(ids, grader_name)
+    todo = [(r, ex) for r, ex in zip(rows, examples, strict=True) if r.id not in have]
+    if todo:
+        verdicts = reward.score_batch([ex for _, ex in todo], [r.response for r, _ in todo])
+        store.add_grades([{"generation_id": r.id, "grader": grader_name, "value": float(v.value),
+                           "parsed": v.parsed, "reason": v.reason} for (r, _), v in zip(todo, verdicts, strict=True)])
+        have = store.existing_grades(ids, grader_name)
+    return {gid: float(row["value"]) for gid, row in have.items()}

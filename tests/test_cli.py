@@ -1,0 +1,83 @@
+"""Every user-facing failure: one clear line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from rlvr_safety import cli
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["rlvr-safety", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["eval", "--model", "default", "--benchmark", "nope", "--out", "{tmp}"], ["nope"]),
+        (["eval", "--model", "default", "--suite", "nosuchsuite", "--out", "{tmp}"], ["nosuchsuite"]),
+        (["eval", "--model", "/no/such/model", "--benchmark", "xstest", "--out", "{tmp}"], ["/no/such/model"]),
+        (["eval", "--model", "default", "--out", "{tmp}"], ["--suite"]),
+        (["data", "show", "nope"], ["nope"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, tmp_path, data_dir, args, needles):
+    monkeypatch.setenv("RLVR_SAFETY_DATA_DIR", str(data_dir))
+    args = [a.replace("{tmp}", str(tmp_path / "out")) for a in args]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert_one_line_error(code, err, *needles)
+
+
+def test_missing_data_folder(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "data", "show", "harmbench", "--data-dir", str(tmp_path / "nope"))
+    assert_one_line_error(code, err, "nope")
+
+
+def test_unknown_judge_fails_before_generation(monkeypatch, capsys, tmp_path, data_dir, tiny_model_dir):
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                           "--judge", "nosuchjudge", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir))
+    assert_one_line_error(code, err, "nosuchjudge")
+    assert not (tmp_path / "o" / "store.sqlite").exists()
+
+
+def test_malformed_rows(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "data" / "strongreject"
+    bad.mkdir(parents=True)
+    (bad / "strongreject_dataset.csv").write_text("category,source\nx,y\n")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "show", "strongreject", "--data-dir", str(tmp_path / "data"))
+    assert_one_line_error(code, err, "strongreject_dataset.csv")
+
+
+def test_data_list_and_show(monkeypatch, capsys, data_dir):
+    code, out, _ = run_cli(monkeypatch, capsys, "data", "list")
+    assert code == 0 and "harmbench" in out and "safety5" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "data", "show", "gsm8k", "--limit", "2", "--data-dir", str(data_dir))
+    assert code == 0 and "gold:" in out
+
+
+def test_eval_cli_writes_metrics(monkeypatch, capsys, tmp_path, data_dir, tiny_model_dir):
+    out = tmp_path / "ev"
+    code, stdout, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                                "--limit", "2", "--max-new-tokens", "4", "--out", str(out),
+                                "--data-dir", str(data_dir))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["benchmarks"]["xstest"]["n"] == 2
+    assert "xstest" in stdout
