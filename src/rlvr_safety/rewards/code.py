@@ -202,8 +202,8 @@ def _run(
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f)
-        if payload["uid"] is not None:
-            os.chown(workdir, payload["uid"], payload["uid"])  # the workdir when there is no private /tmp
+        if uid is not None and "uid_switch" in features:
+            os.chown(workdir, uid, uid)  # the workdir when there is no private /tmp
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(sandbox.__file__), workdir],
@@ -403,9 +403,14 @@ def build_program(example: Mapping[str, Any], completion: str) -> str:
     return setup + ("\n" if setup and not setup.endswith("\n") else "") + code
 
 
+def _extra(example: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = example.get("extra")
+    return value if isinstance(value, Mapping) else {}
+
+
 def example_tests(example: Mapping[str, Any]) -> str | list[str]:
     """The tests of an example: `tests`, HumanEval's `test` or MBPP's `test_list` (top level or under `extra`)."""
-    extra = example.get("extra") if isinstance(example.get("extra"), Mapping) else {}
+    extra = _extra(example)
     for source in (example, extra):
         for key in ("tests", "test", "test_list"):
             value = source.get(key)
@@ -439,7 +444,7 @@ class CodeReward(Reward):
         self.guard_returns = guard_returns
 
     def _task(self, example: Mapping[str, Any], completion: str) -> CodeTask:
-        extra = example.get("extra") if isinstance(example.get("extra"), Mapping) else {}
+        extra = _extra(example)
         merged = {**extra, **example}
         return CodeTask(
             build_program(merged, completion), example_tests(merged), merged.get("entry_point"), self.timeout

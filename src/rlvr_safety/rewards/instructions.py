@@ -597,9 +597,14 @@ def coverage(records: Iterable[Mapping[str, Any]]) -> tuple[int, int, dict[str, 
     return full, total, dict(missing)
 
 
+def _extra(example: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = example.get("extra")
+    return value if isinstance(value, Mapping) else {}
+
+
 def _instructions_of(example: Mapping[str, Any]) -> tuple[list[str], list[Mapping[str, Any] | None]]:
     """instruction_id_list and kwargs from the top level or from `extra`; kwargs may be a JSON string."""
-    extra = example.get("extra") if isinstance(example.get("extra"), Mapping) else {}
+    extra = _extra(example)
     ids = example.get("instruction_id_list", extra.get("instruction_id_list"))
     kws = example.get("kwargs", extra.get("kwargs"))
     if isinstance(ids, str):
