@@ -138,6 +138,65 @@ def models_cmd(spec: Annotated[str, typer.Argument(help="Model spec to resolve."
     console.print(f"{spec} -> {resolve_source(spec)} (key {model_fingerprint(spec)})")
 
 
+# study and report ----------------------------------------------------------------------------------------------
+@app.command("study")
+def study_cmd(
+    out: Annotated[Path, typer.Option(help="Study folder (study.sqlite, models/, evals/, report.html).")],
+    preset: Annotated[str | None, typer.Option(help="Named preset: demo, paper, ...")] = None,
+    config: Annotated[Path | None, typer.Option(help="Study spec YAML.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a study in OUT, skipping finished stages.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost; run nothing.")] = False,
+    backend: Annotated[str, typer.Option(help="local, or ray (needs the ray extra).")] = "local",
+    data_dir: DataDir = None,
+) -> None:
+    """Run the whole comparison: guard -> forecast -> train -> eval -> certify -> report."""
+    from .study.spec import load_spec
+
+    spec = load_spec(preset, config)
+    if data_dir is not None:
+        spec = spec.model_copy(update={"data_dir": str(data_dir)})
+    if dry_run:
+        from .study.runner import describe_plan
+
+        plan = describe_plan(spec)
+        console.print(f"[bold]{spec.name}[/bold]: {len(plan['runs'])} training runs, {len(plan['stages'])} stages")
+        for sid in plan["stages"]:
+            console.print(f"  {sid}", highlight=False)
+        for key, value in plan["cost"].items():
+            console.print(f"  {key}: {value}", highlight=False)
+        return
+    if backend not in ("local", "ray"):
+        raise UserError(f"unknown backend {backend!r}; use local or ray")
+    if backend == "ray":
+        from .study.ray_backend import run_with_ray
+
+        result = run_with_ray(spec, out, resume=resume)
+    else:
+        from .study.runner import StudyRunner
+
+        result = StudyRunner(spec, out, resume=resume).run()
+    from .report import summary_headline
+
+    summary = out / "summary.json"
+    if summary.exists():
+        import json
+
+        console.print(summary_headline(json.loads(summary.read_text())), markup=False, highlight=False)
+    console.print(f"study finished in {result['seconds']:.0f}s; report: {out / 'report.html'}")
+
+
+@app.command("report")
+def report_cmd(study_dir: Annotated[Path, typer.Argument(help="A study folder holding summary.json.")]) -> None:
+    """(Re)build report.md and report.html from a study folder."""
+    from .report import build_report
+
+    if not (study_dir / "summary.json").exists():
+        raise UserError(f"{study_dir} has no summary.json; run `rlvr-safety study --out {study_dir}` first")
+    paths = build_report(study_dir)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
 def _error_line(message: str) -> None:
     """Exactly one line on stderr (no wrapping), so scripts and CI logs show the whole message."""
     print(" ".join(message.split()), file=sys.stderr, flush=True)

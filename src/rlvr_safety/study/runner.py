@@ -1,0 +1,230 @@
+"""Run a study's stages in order, each recorded in OUT/study.sqlite; `--resume` skips what is done.
+
+Every stage is itself resumable (training from its last checkpoint, eval/forecast/certify from their stores), so a
+SIGKILL at any point costs at most the work in flight. Artifacts (model folders, JSON results) are written
+atomically, and a stage is marked done only after its artifacts exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+from ..evaluation.runner import write_json_atomic
+from ..store import Store
+from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
+from .spec import DOMAIN_TASKS, StudySpec
+
+log = logging.getLogger(__name__)
+STORE = "study.sqlite"
+
+
+class StudyRunner:
+    def __init__(self, spec: StudySpec, out: Path, resume: bool = False, progress: bool = True,
+                 executors: dict[str, Callable[[Stage], dict[str, Any]]] | None = None) -> None:
+        self.spec, self.out, self.progress = spec, Path(out), progress
+        self.stages = plan(spec)
+        check_order(self.stages)
+        self._check_out(resume)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.out / STORE)
+        self.executors: dict[str, Callable[[Stage], dict[str, Any]]] = {
+            "guard": self._guard, "forecast": self._forecast, "train": self._train, "eval": self._eval,
+            "certify": self._certify, "report": self._report, **(executors or {})}
+
+    def _check_out(self, resume: bool) -> None:
+        spec_file = self.out / "spec.json"
+        if not spec_file.exists():
+            return
+        if not resume:
+            raise UserError(f"{self.out} already holds a study; pass --resume to continue it or choose a new --out")
+        old = json.loads(spec_file.read_text())
+        if old != json.loads(self.spec.model_dump_json()):
+            raise UserError(f"{self.out} holds a study with a different spec; use a new --out (or the same spec)")
+
+    # driver ------------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        write_json_atomic(self.out / "spec.json", json.loads(self.spec.model_dump_json()))
+        started = time.time()
+        self.store.start_run("study", "study", json.loads(self.spec.model_dump_json()))
+        for i, stage in enumerate(self.stages, 1):
+            if self.store.stage_status(stage.id) == "done":
+                log.info("[%d/%d] %s: done earlier, skipped", i, len(self.stages), stage.id)
+                continue
+            self._say(f"[{i}/{len(self.stages)}] {stage.id}")
+            self.store.set_stage(stage.id, "running")
+            t0 = time.time()
+            try:
+                artifacts = self.executors[stage.kind](stage)
+            except BaseException as exc:
+                self.store.set_stage(stage.id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            artifacts = {**artifacts, "seconds": round(time.time() - t0, 2)}
+            self.store.set_stage(stage.id, "done", artifacts=artifacts)
+        self.store.finish_run("study")
+        return {"out": str(self.out), "seconds": time.time() - started,
+                "stages": {s.id: self.store.stage_artifacts(s.id) for s in self.stages}}
+
+    def _say(self, message: str) -> None:
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold cyan]study[/] {message}", highlight=False)
+
+    def artifacts(self, stage_id: str) -> dict[str, Any]:
+        return self.store.stage_artifacts(stage_id)
+
+    def reference(self, base: str) -> str:
+        return str(self.artifacts(f"guard:{slug(base)}")["reference"])
+
+    # stages ------------------------------------------------------------------------------------------------------
+    def _guard(self, stage: Stage) -> dict[str, Any]:
+        base = stage.params["base"]
+        g = self.spec.guard
+        if g.mode == "off":
+            return {"reference": base, "guarded": False, "reason": "guard: off"}
+        base_rate = None
+        if g.mode == "auto":
+            base_rate = self._refusal_rate(base, g.probe_benchmark, g.probe_n, self.out / "guard" / slug(base))
+            if base_rate >= g.threshold:
+                return {"reference": base, "guarded": False, "base_refusal_rate": base_rate,
+                        "reason": f"base refuses {base_rate:.2f} >= threshold {g.threshold}: guard not needed"}
+        out = self.out / "models" / f"{slug(base)}_guard"
+        common = {"data_dir": self.spec.data_dir} if self.spec.data_dir else {}
+        info = self._train_recipe("guard", {"model": base, **common, **g.config}, out)
+        return {"reference": info["model"], "guarded": True, "base_refusal_rate": base_rate, "train": info}
+
+    def _refusal_rate(self, model: str, benchmark: str, n: int, out: Path) -> float:
+        """Refusal rate on the LAST n prompts of the guard's harmful source (its training split is seeded
+        and shuffled, so this is only a decision probe, not a reported metric)."""
+        from ..data import load_benchmark
+        from ..evaluation.runner import EvalSpec, evaluate_records
+        from ..generation.base import GenerationParams, get_generator
+        from ..judges.registry import get_judge
+        from ..models import model_fingerprint
+
+        records = load_benchmark(benchmark, data_dir=self.spec.data_dir)[-n:]
+        spec = EvalSpec(model=model, benchmarks=[benchmark], out=out, judge=self.spec.eval.judge)
+        params = GenerationParams(max_new_tokens=48, batch_size=self.spec.eval.batch_size)
+        with Store(out / "store.sqlite") as store:
+            m = evaluate_records(store, model_fingerprint(model), benchmark, records,
+                                 lambda: get_generator("hf", spec.model), lambda: get_judge(spec.judge),
+                                 params, params, progress=self.progress)
+        return float(m["refusal_rate"]["rate"])
+
+    def _train_recipe(self, recipe: str, config: dict[str, Any], out: Path) -> dict[str, Any]:
+        from ..training import run_recipe
+
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_path = out / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(config, sort_keys=True))
+        if (out / "model" / "config.json").exists() and (out / "train_summary.json").exists():
+            return json.loads((out / "train_summary.json").read_text())
+        info = run_recipe(recipe, cfg_path, [], out, resume=True)
+        write_json_atomic(out / "train_summary.json", info)
+        return info
+
+    def _run_config(self, run: RunSpec) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"model": self.reference(run.base), "seed": run.seed, **self.spec.train_common()}
+        if run.method != "sft":
+            cfg.update(algorithm=run.algorithm, beta=run.beta)
+        task = {"name": DOMAIN_TASKS[run.domain]}
+        for key in (run.method, run.label):
+            overrides = dict(self.spec.method_overrides.get(key, {}))
+            task.update(overrides.pop("task", {}))
+            cfg.update(overrides)
+        cfg["task"] = {**task, **cfg.get("task", {})}
+        return cfg
+
+    def _train(self, stage: Stage) -> dict[str, Any]:
+        run: RunSpec = stage.params["run"]
+        info = self._train_recipe(run.method, self._run_config(run), self.out / "models" / run.id)
+        return {"model": info["model"], "store": info.get("store"), "steps": info.get("steps"),
+                "stopped_by": info.get("stopped_by"), "run": asdict(run)}
+
+    def _eval(self, stage: Stage) -> dict[str, Any]:
+        from ..evaluation.runner import EvalSpec, run_eval
+        from ..generation.base import GenerationParams
+
+        model_id = stage.params["model_id"]
+        if "run" in stage.params:
+            model = self.artifacts(f"train:{model_id}")["model"]
+        else:
+            model = self.reference(stage.params["base"])
+        e = self.spec.eval
+        out = self.out / "evals" / model_id
+        # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
+        payload: dict[str, Any] = {"benchmarks": {}}
+        safety = [s for s in e.suites if s != "capability"]
+        capability = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
+        groups = [(safety, e.limit), (capability, e.capability_limit or e.limit)]
+        for names, limit in groups:
+            if not names:
+                continue
+            spec = EvalSpec(model=model, benchmarks=names, out=out, limit=limit, data_dir=_path(self.spec.data_dir),
+                            judge=e.judge,
+                            safety_params=GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
+                            capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
+                                                               batch_size=e.batch_size))
+            result = run_eval(spec, progress=self.progress)
+            payload["benchmarks"].update(result["benchmarks"])
+        write_json_atomic(out / "metrics_all.json", payload)
+        return {"model": model, "metrics": str(out / "metrics_all.json")}
+
+    def _forecast(self, stage: Stage) -> dict[str, Any]:
+        from ..evaluation.forecast import run_forecast
+
+        p = stage.params
+        f = self.spec.forecast
+        out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}_b{p['beta']:g}"
+        result = run_forecast(model=self.reference(p["base"]), task=DOMAIN_TASKS[p["domain"]], beta=p["beta"],
+                              k=f.k, limit=f.limit, judge=self.spec.eval.judge, out=out,
+                              data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens)
+        return {"forecast": str(out / "forecast.json"), "mean_drift": result.get("mean_drift")}
+
+    def _certify(self, stage: Stage) -> dict[str, Any]:
+        from ..evaluation.certify import run_certify
+
+        run: RunSpec = stage.params["run"]
+        c = self.spec.certificate
+        out = self.out / "certificates" / run.id
+        run_certify(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
+                    suite="safety5", limit=c.limit, judge=self.spec.eval.judge, measure=c.measure, out=out,
+                    data_dir=_path(self.spec.data_dir), max_new_tokens=c.max_new_tokens)
+        return {"certificate": str(out / "certificate.json")}
+
+    def _report(self, stage: Stage) -> dict[str, Any]:
+        from .summary import write_summary
+
+        summary_path = write_summary(self)
+        from ..report import build_report
+
+        paths = build_report(self.out)
+        return {"summary": str(summary_path), **{k: str(v) for k, v in paths.items()}}
+
+
+def _path(value: str | None) -> Path | None:
+    from ..paths import data_dir
+
+    return data_dir(value)
+
+
+def describe_plan(spec: StudySpec) -> dict[str, Any]:
+    """What `--dry-run` prints: every stage and a rough cost in training steps and generations."""
+    stages = plan(spec)
+    runs = expand_runs(spec)
+    steps = sum(int(spec.train.get("max_steps", 20)) for _ in runs)
+    n_models = len(runs) + len(spec.base_models)
+    per_model_prompts = (spec.eval.limit or 0) * 5 + (spec.eval.capability_limit or spec.eval.limit or 0) * 4
+    return {"runs": [r.id for r in runs], "stages": [s.id for s in stages],
+            "cost": {"training_runs": len(runs), "training_steps": steps, "models_evaluated": n_models,
+                     "eval_generations": n_models * per_model_prompts,
+                     "references": [reference_id(b) for b in spec.base_models]}}

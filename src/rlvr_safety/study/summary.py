@@ -1,0 +1,106 @@
+"""Gather a finished study's artifacts into OUT/summary.json, the one file the report reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..evaluation.runner import write_json_atomic
+from ..store import Store
+from .grid import expand_runs, reference_id, slug
+
+if TYPE_CHECKING:
+    from .runner import StudyRunner
+
+SAMPLES_PER_MODEL = 3
+
+
+def _read(path: str | Path | None) -> Any:
+    if not path or not Path(path).exists():
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def _curves(store_path: str | None) -> dict[str, list[list[float]]]:
+    if not store_path or not Path(store_path).exists():
+        return {}
+    curves: dict[str, list[list[float]]] = {}
+    with Store(store_path) as store:
+        for row in store.query("SELECT run_id FROM runs"):
+            for name, series in store.metric_series(row["run_id"]).items():
+                key = name if row["run_id"] in ("rlvr", "rlhf", "sft", "guard") else f"{row['run_id']}/{name}"
+                curves[key] = [[float(s), float(v)] for s, v in series]
+    return curves
+
+
+def _samples(eval_dir: Path, model_id: str) -> list[dict[str, Any]]:
+    """A few harmful-prompt responses per model, for the report's (escaped) examples section."""
+    path = eval_dir / "store.sqlite"
+    if not path.exists():
+        return []
+    with Store(path) as store:
+        rows = store.query(
+            "SELECT g.benchmark, g.prompt, g.response, j.label FROM generations g JOIN judgments j "
+            "ON j.generation_id = g.id WHERE g.benchmark IN ('harmbench', 'strongreject') ORDER BY g.id LIMIT ?",
+            (SAMPLES_PER_MODEL,))
+    return [{"model_id": model_id, "benchmark": r["benchmark"], "prompt": r["prompt"], "response": r["response"],
+             "label": r["label"]} for r in rows]
+
+
+def _judge_info(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for m in models:
+        for metrics in (m.get("eval") or {}).values():
+            if isinstance(metrics, dict) and metrics.get("judge"):
+                return metrics["judge"]
+    return None
+
+
+def write_summary(runner: StudyRunner) -> Path:
+    spec, out = runner.spec, runner.out
+    models: list[dict[str, Any]] = []
+    curves: dict[str, Any] = {}
+    samples: list[dict[str, Any]] = []
+    forecasts: dict[str, Any] = {}
+    for stage in runner.stages:
+        if stage.kind == "forecast":
+            fc = _read(runner.artifacts(stage.id).get("forecast"))
+            if fc is not None:
+                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = {**fc, "beta": stage.params["beta"]}
+    for base in spec.base_models:
+        ref = reference_id(base)
+        guard = runner.artifacts(f"guard:{slug(base)}")
+        evals = _read(runner.artifacts(f"eval:{ref}").get("metrics")) or {}
+        models.append({"id": ref, "method": "guard" if guard.get("guarded") else "reference", "algorithm": None,
+                       "domain": None, "beta": None, "seed": None, "path": guard.get("reference"),
+                       "eval": evals.get("benchmarks", {}), "certificate": None, "forecast_drift": None})
+        if guard.get("guarded"):
+            curves[ref] = _curves((guard.get("train") or {}).get("store"))
+        samples += _samples(out / "evals" / ref, ref)
+    for run in expand_runs(spec):
+        train = runner.artifacts(f"train:{run.id}")
+        evals = _read(runner.artifacts(f"eval:{run.id}").get("metrics")) or {}
+        cert = _read(runner.artifacts(f"certify:{run.id}").get("certificate")) if spec.certificate.enabled else None
+        fc = forecasts.get(f"{run.domain}@b{run.beta:g}") if run.beta is not None else None
+        models.append({"id": run.id, "method": run.method, "algorithm": run.algorithm, "domain": run.domain,
+                       "beta": run.beta, "seed": run.seed, "path": train.get("model"),
+                       "eval": evals.get("benchmarks", {}), "certificate": cert,
+                       "forecast_drift": fc.get("mean_drift") if fc else None})
+        curves[run.id] = _curves(train.get("store"))
+        samples += _samples(out / "evals" / run.id, run.id)
+    study_row = runner.store.query("SELECT started FROM runs WHERE run_id='study'")
+    import time
+
+    summary = {
+        "study": {"name": spec.name, "preset": None, "spec": json.loads(spec.model_dump_json()),
+                  "wall_s": (time.time() - study_row[0]["started"]) if study_row else None},
+        "judge": _judge_info(models),
+        "reference_id": reference_id(spec.base_models[0]),
+        "models": models,
+        "forecast": forecasts or None,
+        "curves": curves,
+        "samples": samples,
+    }
+    path = out / "summary.json"
+    write_json_atomic(path, summary)
+    return path
