@@ -370,6 +370,9 @@ HUMANEVAL_TEST = "def check(candidate):\n    assert candidate(1) == 2\n    asser
         # ... or a metaclass that makes the class look like int to a hash lookup.
         ("class M(type):\n    __eq__ = lambda s, o: True\n    __hash__ = lambda s: hash(int)\n"
          "class A(metaclass=M):\n    __eq__ = lambda s, o: True\ndef f(x):\n    return A()\n", HUMANEVAL_TEST),
+        # ... or yielded lazily, for tests that compare list(candidate(x)).
+        ("class A:\n    __eq__ = lambda s, o: True\ndef f(x):\n    return (A() for _ in range(2))\n",
+         ["assert list(f(1)) == [1, 2]"]),
         # Skip the failing lines with a tracer.
         (WRONG + "import sys\ndef t(frame, event, arg):\n    if event == 'line':\n        frame.f_lineno += 1\n    return t\n"
          "sys.settrace(t)\n", HUMANEVAL_TEST),
@@ -377,7 +380,7 @@ HUMANEVAL_TEST = "def check(candidate):\n    assert candidate(1) == 2\n    asser
     ids=[
         "redefine_check", "assertion_error", "builtins_abs", "math_isclose", "sys_modules", "disarm_exit",
         "patch_harness", "always_equal", "int_subclass", "lru_cache", "patched_counter", "metaclass_hash",
-        "settrace",
+        "generator", "settrace",
     ],
 )  # fmt: skip
 def test_monkeypatching_the_harness_is_not_a_pass(program, tests):

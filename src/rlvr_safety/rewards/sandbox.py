@@ -337,6 +337,7 @@ def _harness(job: dict[str, Any], workdir: str, features: set[str], errors: list
 
     _type, _id, _len, _str, _dict, _list, _exec, _compile = type, id, len, str, dict, list, exec, compile
     _callable, _isinstance, _enumerate, _BaseException = callable, isinstance, enumerate, BaseException
+    _hasattr = hasattr
     _write, _exit, _encode, _startswith = os.write, os._exit, str.encode, str.startswith
     _fsdecode, _realpath, _basename, _getcwd = os.fsdecode, os.path.realpath, os.path.basename, os.getcwd
     _join = os.path.join
@@ -433,12 +434,21 @@ def _harness(job: dict[str, Any], workdir: str, features: set[str], errors: list
                 todo.extend(kind.__iter__(v))
         return None
 
+    def checked(items: Any) -> Any:  # a returned iterator: every item it yields must be plain data as well
+        for item in items:
+            why = plain(item)
+            if why is not None:
+                raise TypeError("yielded value is not plain data: " + why)
+            yield item
+
     def guard(fn: Any) -> Any:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             result = fn(*args, **kwargs)
             why = plain(result)
             if why is not None:
-                raise TypeError(f"return value is not plain data: {why}")
+                raise TypeError("return value is not plain data: " + why)
+            if _hasattr(_type(result), "__next__"):
+                return checked(result)
             return result
 
         return guarded
