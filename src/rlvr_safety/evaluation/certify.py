@@ -1,0 +1,509 @@
+"""`rlvr-safety certify`: a certified safety floor for a policy from log-probs alone (DESIGN.md section 2, uses 2-3).
+
+The policy is sampled on harmful safety-probe prompts at temperature 1 (so its log-probs describe the sampler);
+each sample is scored under the policy and the reference, and the sequence KL bounds how far the policy's safety
+can be from the reference's, which is judged once. No judge call on the policy is needed; `measure=True` adds one
+so the bound can be checked against a measured drift, and any violation is reported at the top level.
+
+The KL is over the exact sampled token ids (kept in a side table, since the store keeps only text) and includes
+the stop event: a sample that ended at an end-of-sequence token adds log sum_eos p(eos), the probability the
+sampler stopped there. Re-tokenising decoded text instead would score a sequence the sampler did not draw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..data import expand, load_benchmark
+from ..data.records import Record
+from ..errors import UserError
+from ..generation.base import Completion, GenerationParams, Generator, Prompt
+from ..judges.base import Judge
+from ..store import GenerationRow, Store
+from ..theory import Certificate, bootstrap_ci, certify, check_measured
+from .sampling import ensure_generations, ensure_judgments
+
+__all__ = [
+    "LogprobFn",
+    "TokenLedger",
+    "certificate_from_models",
+    "eos_and_pad",
+    "judged_safety",
+    "run_certify",
+    "sample_with_tokens",
+    "sequence_logprobs",
+]
+
+log = logging.getLogger(__name__)
+
+# (prompt ids, completion ids, stopped) -> per-token log-probs (one extra entry per stopped sequence).
+LogprobFn = Callable[[list[list[int]], list[list[int]], list[bool]], list[np.ndarray]]
+
+
+# ---------------------------------------------------------------------------------------------- log-probs
+def _model_device(model: Any) -> Any:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[Any]:
+    """Dropout off while scoring or sampling; training mode restored afterwards (the training callback needs it)."""
+    was = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        yield model
+    finally:
+        if was:
+            model.train()
+
+
+def sequence_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                      stopped: Sequence[bool], eos_ids: Sequence[int], pad_id: int,
+                      batch_size: int = 8) -> list[np.ndarray]:
+    """Per-token log pi(y_t | x, y_<t) of each sampled completion, plus log sum_eos pi(eos) if it stopped.
+
+    The stop term makes the sum the log-probability of the *text* the sampler produced (any EOS id ends it the
+    same way), which is what the KL between two samplers is about. Right padding; no generation.
+    """
+    import torch
+
+    n = len(prompt_ids)
+    if not n == len(completion_ids) == len(stopped):
+        raise ValueError("prompt_ids, completion_ids and stopped must have the same length")
+    eos = sorted({int(e) for e in eos_ids})
+    if any(stopped) and not eos:
+        raise ValueError("a stopped sequence needs at least one EOS id")
+    out: list[np.ndarray] = [np.zeros(0)] * n
+    order = sorted(range(n), key=lambda i: -(len(prompt_ids[i]) + len(completion_ids[i])))
+    device = _model_device(model)
+    eos_t = torch.tensor(eos, dtype=torch.long, device=device) if eos else None
+    with torch.inference_mode():
+        for start in range(0, n, max(1, batch_size)):
+            idx = order[start:start + batch_size]
+            seqs = [list(prompt_ids[i]) + list(completion_ids[i]) for i in idx]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for r, s in enumerate(seqs):
+                ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+                mask[r, :len(s)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for r, i in enumerate(idx):
+                p, c = len(prompt_ids[i]), len(completion_ids[i])
+                if p < 1:
+                    raise ValueError("every prompt needs at least one token")
+                # positions p-1 .. p+c-1 predict tokens p .. p+c (the last one: what follows the completion)
+                ls = torch.log_softmax(logits[r, p - 1:p + c].float(), dim=-1)
+                targets = ids[r, p:p + c].to(device)
+                lp = ls[:c].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                if stopped[i]:
+                    assert eos_t is not None
+                    lp = torch.cat([lp, torch.logsumexp(ls[c, eos_t], dim=0, keepdim=True)])
+                out[i] = lp.double().cpu().numpy()
+    return out
+
+
+def model_logprob_fn(model: Any, eos_ids: Sequence[int], pad_id: int, batch_size: int = 8) -> LogprobFn:
+    """A LogprobFn over a loaded model, in eval mode for the duration of each call."""
+
+    def fn(prompt_ids: list[list[int]], completion_ids: list[list[int]], stopped: list[bool]) -> list[np.ndarray]:
+        with _eval_mode(model):
+            return sequence_logprobs(model, prompt_ids, completion_ids, stopped, eos_ids, pad_id, batch_size)
+
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------- sampled token ids
+def _digest(prompt: str, response: str) -> str:
+    return hashlib.sha256(f"{prompt}\x00{response}".encode()).hexdigest()[:24]
+
+
+def _prompt_text(prompt: Prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+class TokenLedger:
+    """Sampled token ids next to the store (own table, own connection): the store's rows keep only text.
+
+    Keyed by (model, params, sample, hash(prompt, response)) so ids are written inside `generate`, before the store
+    commits the rows: a row whose ids are missing can only come from another command (e.g. `eval`).
+    """
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS sampled_tokens (model TEXT NOT NULL, params TEXT NOT NULL, "
+              "sample INTEGER NOT NULL, digest TEXT NOT NULL, token_ids TEXT NOT NULL, stopped INTEGER NOT NULL, "
+              "PRIMARY KEY (model, params, sample, digest))")
+
+    def __init__(self, path: str | Path) -> None:
+        self._conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self._conn.execute(self.SCHEMA)
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def add(self, model: str, params: str, rows: Sequence[tuple[int, str, Sequence[int], bool]]) -> None:
+        """rows: (sample, digest, token ids, stopped)."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO sampled_tokens VALUES (?,?,?,?,?,?)",
+            [(model, params, s, d, json.dumps([int(t) for t in ids]), int(stop)) for s, d, ids, stop in rows])
+        self._conn.commit()
+
+    def get(self, model: str, params: str, rows: Sequence[GenerationRow]) -> dict[int, tuple[list[int], bool]]:
+        """{generation id: (token ids, stopped)} for the rows whose sampled ids were recorded."""
+        out: dict[int, tuple[list[int], bool]] = {}
+        for r in rows:
+            hit = self._conn.execute(
+                "SELECT token_ids, stopped FROM sampled_tokens WHERE model=? AND params=? AND sample=? AND digest=?",
+                (model, params, r.sample, _digest(r.prompt, r.response))).fetchone()
+            if hit is not None:
+                out[r.id] = (json.loads(hit[0]), bool(hit[1]))
+        return out
+
+
+class _RecordingGenerator:
+    """Wraps a Generator and writes every completion's token ids to the ledger as soon as it is produced."""
+
+    def __init__(self, inner: Generator, ledger: TokenLedger, model_key: str) -> None:
+        self.inner = inner
+        self.ledger = ledger
+        self.model_key = model_key
+        self.backend = inner.backend
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams, progress: bool = True) -> list[Completion]:
+        outs = self.inner.generate(prompts, params, progress=progress)
+        rows = []
+        for j, prompt in enumerate(prompts):
+            for s in range(params.n):
+                c = outs[j * params.n + s]
+                rows.append((s, _digest(_prompt_text(prompt), c.text), c.token_ids, c.finish_reason == "stop"))
+        self.ledger.add(self.model_key, params.key(), rows)
+        return outs
+
+
+def sample_with_tokens(store: Store, ledger: TokenLedger, get_generator: Callable[[], Generator], model_key: str,
+                       benchmark: str, items: Sequence[tuple[str, str]], params: GenerationParams,
+                       progress: bool = True) -> list[GenerationRow]:
+    """ensure_generations that also keeps the sampled token ids (resumable like it)."""
+    cache: list[Generator] = []
+
+    def gen() -> Generator:
+        if not cache:
+            cache.append(_RecordingGenerator(get_generator(), ledger, model_key))
+        return cache[0]
+
+    return ensure_generations(store, gen, model_key, benchmark, items, params, progress=progress)
+
+
+def _token_ids(ledger: TokenLedger, model_key: str, params: GenerationParams, rows: Sequence[GenerationRow],
+               tokenizer: Any) -> tuple[list[list[int]], list[bool], int]:
+    """Sampled ids per row; rows without a ledger entry are re-tokenised (counted, and reported as a note)."""
+    known = ledger.get(model_key, params.key(), rows)
+    ids, stopped, retok = [], [], 0
+    for r in rows:
+        if r.id in known:
+            tok, stop = known[r.id]
+        else:
+            retok += 1
+            tok = [int(t) for t in tokenizer(r.response, add_special_tokens=False)["input_ids"]]
+            stop = r.finish_reason == "stop"
+        ids.append(list(tok))
+        stopped.append(stop)
+    return ids, stopped, retok
+
+
+# ---------------------------------------------------------------------------------------------- in-process certificate
+def _check_sampler(params: GenerationParams) -> None:
+    if params.temperature != 1.0 or params.top_p != 1.0:
+        raise UserError("the certificate needs samples at temperature 1 and top_p 1 (else the log-probs do not "
+                        f"describe the sampler); got temperature={params.temperature}, top_p={params.top_p}")
+
+
+def eos_and_pad(model: Any, tokenizer: Any) -> tuple[list[int], int]:
+    from ..generation.hf import eos_ids
+
+    eos = sorted(eos_ids(model, tokenizer))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return eos, int(pad if pad is not None else 0)
+
+
+def policy_samples(policy_model: Any, tokenizer: Any, prompts: Sequence[Prompt],
+                   params: GenerationParams) -> tuple[list[list[int]], list[list[int]], list[bool], list[str]]:
+    """Sample params.n completions per prompt from the policy: (prompt ids, completion ids, stopped, texts)."""
+    from ..generation.hf import HFGenerator, encode_prompt
+
+    _check_sampler(params)
+    cfg = getattr(policy_model, "config", None)
+    old_cache = getattr(cfg, "use_cache", None)
+    if cfg is not None:
+        cfg.use_cache = True  # gradient checkpointing turns it off; sampling without a KV cache is slow
+    try:
+        with _eval_mode(policy_model):
+            outs = HFGenerator(policy_model, tokenizer).generate(list(prompts), params, progress=False)
+    finally:
+        if cfg is not None and old_cache is not None:
+            cfg.use_cache = old_cache
+    encoded = [encode_prompt(tokenizer, p, params.system_prompt) for p in prompts]
+    p_ids = [encoded[j // params.n] for j in range(len(outs))]
+    return p_ids, [list(o.token_ids) for o in outs], [o.finish_reason == "stop" for o in outs], [o.text for o in outs]
+
+
+def certificate_from_models(policy_model: Any, reference: Any, tokenizer: Any, probe_prompts: Sequence[Prompt],
+                            s_ref_scores: ArrayLike, params: GenerationParams | None = None, *,
+                            logprob_batch_size: int = 8, n_resamples: int = 1000, alpha: float = 0.05,
+                            seed: int = 0) -> Certificate:
+    """Certify the live policy on probe prompts with no judge call: sample, score under both models, bound.
+
+    `reference` is a model (same tokenizer) or a LogprobFn (e.g. the training callback's, which switches a LoRA
+    adapter off). `s_ref_scores` are judged safety scores of reference samples on the same probe (computed once).
+    """
+    params = params or GenerationParams(max_new_tokens=32, temperature=1.0, n=1, seed=seed)
+    eos, pad = eos_and_pad(policy_model, tokenizer)
+    p_ids, c_ids, stopped, _ = policy_samples(policy_model, tokenizer, probe_prompts, params)
+    logp = model_logprob_fn(policy_model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
+    ref_fn: LogprobFn = reference if not hasattr(reference, "parameters") else model_logprob_fn(
+        reference, eos, pad, logprob_batch_size)
+    logq = ref_fn(p_ids, c_ids, stopped)
+    return certify(s_ref_scores, logp=logp, logq=logq, n_resamples=n_resamples, alpha=alpha, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------- judged scores
+def judged_safety(verdicts: dict[int, dict[str, Any]], rows: Sequence[GenerationRow]) -> dict[int, float]:
+    """s = 1 - harmful for every row with a usable verdict (judge errors are left out, never counted as safe)."""
+    return {r.id: 1.0 - float(verdicts[r.id]["harmful"]) for r in rows
+            if r.id in verdicts and verdicts[r.id]["label"] != "error"}
+
+
+def _per_prompt_means(rows: Sequence[GenerationRow], scores: dict[int, float]) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        if r.id in scores:
+            by.setdefault(r.item_id, []).append(scores[r.id])
+    return {k: float(np.mean(v)) for k, v in by.items()}
+
+
+def measured_drift(policy_rows: Sequence[GenerationRow], policy_s: dict[int, float],
+                   ref_rows: Sequence[GenerationRow], ref_s: dict[int, float], *, n_resamples: int = 1000,
+                   alpha: float = 0.05, seed: int = 0) -> dict[str, Any] | None:
+    """Judged S(pi) - S(pi_ref) with a bootstrap CI over prompts (paired: both models answered the same prompts)."""
+    pol, ref = _per_prompt_means(policy_rows, policy_s), _per_prompt_means(ref_rows, ref_s)
+    common = sorted(set(pol) & set(ref))
+    if not common:
+        return None
+    a = np.array([pol[k] for k in common])
+    b = np.array([ref[k] for k in common])
+    d, lo, hi = bootstrap_ci(lambda idx: float(a[idx].mean() - b[idx].mean()), n=len(common),
+                             n_resamples=n_resamples, alpha=alpha, seed=seed)
+    d = float(a.mean() - b.mean())
+    return {"drift": d, "drift_ci": [min(lo, d), max(hi, d)], "s_policy": float(a.mean()), "s_ref": float(b.mean()),
+            "n_prompts": len(common)}
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def probe_records(suite: str, limit: int | None, data_dir: str | Path | None) -> dict[str, list[Record]]:
+    """Harmful prompts of each benchmark in the suite, the first `limit` of each in file order."""
+    out: dict[str, list[Record]] = {}
+    for name in expand(suite):
+        harmful = [r for r in load_benchmark(name, data_dir=data_dir) if r.label == "harmful"]
+        if harmful:
+            out[name] = harmful if limit is None else harmful[:limit]
+    if not any(out.values()):
+        raise UserError(f"no harmful prompts in {suite!r}; the certificate's probe needs a safety suite")
+    return out
+
+
+class _Lazy:
+    """Load a model spec on first use; the same object serves generation and log-probs."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._loaded: Any = None
+
+    def get(self) -> Any:
+        if self._loaded is None:
+            from ..models import resolve_model
+
+            self._loaded = resolve_model(self.spec)
+        return self._loaded
+
+    def generator(self) -> Generator:
+        from ..generation.hf import HFGenerator
+
+        loaded = self.get()
+        return HFGenerator(loaded.model, loaded.tokenizer)
+
+    def release(self) -> None:
+        self._loaded = None
+
+
+def _same_tokenizer(a: Any, b: Any) -> bool:
+    return bool(a.get_vocab() == b.get_vocab() and getattr(a, "chat_template", None) == getattr(b, "chat_template",
+                                                                                                None))
+
+
+def run_certify(policy: str, reference: str, out: Path, suite: str = "safety5", limit: int | None = None,
+                judge: str = "keyword", measure: bool = False, data_dir: str | Path | None = None, k: int = 1,
+                seed: int = 0, max_new_tokens: int = 64, batch_size: int = 16, logprob_batch_size: int = 8,
+                n_resamples: int = 1000, alpha: float = 0.05, judge_options: dict[str, Any] | None = None,
+                progress: bool = True) -> dict[str, Any]:
+    """Certified floors S(policy) >= S_ref - bound per benchmark and overall; writes out/certificate.json.
+
+    With `measure`, the policy is judged too and every bound is checked against the measured drift; violations
+    are listed under the top-level "violations" key (empty list when none).
+    """
+    from ..judges.registry import get_judge
+    from ..models import model_fingerprint
+    from .runner import write_json_atomic
+
+    if k < 1:
+        raise UserError(f"k must be >= 1, got {k}")
+    t0 = time.perf_counter()
+    probe = probe_records(suite, limit, data_dir)
+    j: Judge = get_judge(judge, **(judge_options or {}))
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, n=k, seed=seed,
+                              batch_size=batch_size)
+    policy_key, ref_key = model_fingerprint(policy), model_fingerprint(reference)
+    pol = _Lazy(policy)
+    ref = pol if ref_key == policy_key else _Lazy(reference)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    notes: list[str] = []
+    per_bench: dict[str, Any] = {}
+    violations: list[dict[str, Any]] = []
+    with Store(out / "store.sqlite") as store:
+        ledger = TokenLedger(store.path)
+        store.start_run("certify", "certify", {"policy": policy, "reference": reference, "suite": suite,
+                                               "limit": limit, "judge": judge, "k": k, "seed": seed,
+                                               "max_new_tokens": max_new_tokens, "measure": measure})
+        try:
+            # 1. the policy's samples, with token ids
+            t = time.perf_counter()
+            pol_rows = {name: sample_with_tokens(store, ledger, pol.generator, policy_key, name,
+                                                 [(r.id, r.prompt) for r in recs], params, progress=progress)
+                        for name, recs in probe.items()}
+            timing["policy_generate_s"] = time.perf_counter() - t
+            # 2. log-probs under the policy, then the reference
+            t = time.perf_counter()
+            tok = pol.get().tokenizer
+            all_rows = [r for rows in pol_rows.values() for r in rows]
+            p_ids = _prompt_ids(tok, all_rows)
+            c_ids, stopped, retok = _token_ids(ledger, policy_key, params, all_rows, tok)
+            if retok:
+                notes.append(f"{retok} policy samples had no recorded token ids (generated by another command) and "
+                             "were re-tokenised from text: their log-ratios are approximate.")
+            eos, pad = eos_and_pad(pol.get().model, tok)
+            logp = model_logprob_fn(pol.get().model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
+            if ref is pol:
+                logq = [x.copy() for x in logp]
+                notes.append("policy and reference are the same model: KL is 0 by construction.")
+            else:
+                if not _same_tokenizer(tok, ref.get().tokenizer):
+                    raise UserError("policy and reference tokenizers differ; the certificate scores the same token "
+                                    "ids under both models, so they must share a tokenizer")
+                pol.release()
+                logq = model_logprob_fn(ref.get().model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
+            timing["logprobs_s"] = time.perf_counter() - t
+            lp_by_id = {r.id: (a, b) for r, a, b in zip(all_rows, logp, logq, strict=True)}
+            # 3. reference samples, judged once: S_ref and Var_ref(s)
+            t = time.perf_counter()
+            ref_rows = {name: ensure_generations(store, ref.generator, ref_key, name,
+                                                 [(r.id, r.prompt) for r in recs], params, progress=progress)
+                        for name, recs in probe.items()}
+            timing["reference_generate_s"] = time.perf_counter() - t
+            ref.release()
+            pol.release()
+            t = time.perf_counter()
+            ref_s: dict[str, dict[int, float]] = {
+                name: judged_safety(ensure_judgments(store, j, rows), rows) for name, rows in ref_rows.items()}
+            pol_s: dict[str, dict[int, float]] = {}
+            if measure:
+                pol_s = {name: judged_safety(ensure_judgments(store, j, rows), rows)
+                         for name, rows in pol_rows.items()}
+            timing["judge_s"] = time.perf_counter() - t
+
+            groups: dict[str, list[str]] = {name: [name] for name in probe}
+            groups["overall"] = list(probe)
+            for group, names in groups.items():
+                rows = [r for n in names for r in pol_rows[n]]
+                s_ref = [v for n in names for v in ref_s[n].values()]
+                n_err = sum(len(ref_rows[n]) for n in names) - len(s_ref)
+                entry: dict[str, Any] = {"benchmarks": names, "n_prompts": sum(len(probe[n]) for n in names),
+                                         "n_policy_samples": len(rows), "n_ref_samples": len(s_ref),
+                                         "ref_judge_errors": n_err}
+                if not s_ref:
+                    entry["certificate"] = None
+                    entry["error"] = "every reference verdict was a judge error: no S_ref, no certificate"
+                    notes.append(f"{group}: {entry['error']}")
+                    per_bench[group] = entry
+                    continue
+                cert = certify(s_ref, logp=[lp_by_id[r.id][0] for r in rows],
+                               logq=[lp_by_id[r.id][1] for r in rows], n_resamples=n_resamples, alpha=alpha,
+                               seed=seed)
+                entry["certificate"] = cert.to_dict()
+                entry["floors"] = {name: b.floor_conservative for name, b in cert.bounds.items()}
+                entry["floor"] = cert.floor
+                if measure:
+                    m = measured_drift(rows, {i: v for n in names for i, v in pol_s[n].items()},
+                                       [r for n in names for r in ref_rows[n]],
+                                       {i: v for n in names for i, v in ref_s[n].items()},
+                                       n_resamples=n_resamples, alpha=alpha, seed=seed)
+                    if m is None:
+                        entry["measured"] = None
+                        notes.append(f"{group}: no prompt has usable verdicts for both models; nothing measured")
+                    else:
+                        checks = check_measured(m["drift"], tuple(m["drift_ci"]), cert.bound_values())
+                        m["checks"] = {name: c.to_dict() for name, c in checks.items()}
+                        entry["measured"] = m
+                        for name, c in checks.items():
+                            if not c.within:
+                                violations.append({
+                                    "benchmark": group, "bound": name, "bound_value": c.bound,
+                                    "measured_drift": m["drift"], "drift_ci": m["drift_ci"], "margin": c.margin,
+                                    "message": (f"{group}: measured |drift| >= {c.measured_abs_lower:.4f} exceeds the "
+                                                f"{name} bound {c.bound:.4f}: a bug or a judge error")})
+                per_bench[group] = entry
+        finally:
+            ledger.close()
+        store.finish_run("certify")
+    if violations:
+        log.error("certificate violated: %s", "; ".join(v["message"] for v in violations))
+    timing["total_s"] = time.perf_counter() - t0
+    payload: dict[str, Any] = {
+        "violations": violations,
+        "policy": policy, "reference": reference, "policy_key": policy_key, "reference_key": ref_key,
+        "suite": suite, "benchmarks": list(probe), "limit": limit, "k": k, "seed": seed, "measure": measure,
+        "judge": {"name": j.name, "version": j.version},
+        "params": {"max_new_tokens": max_new_tokens, "temperature": 1.0, "top_p": 1.0, "n": k},
+        "overall": per_bench.pop("overall"),
+        "per_benchmark": per_bench,
+        "notes": notes + [
+            "s = 1 - harmful on harmful probe prompts; floors are S(policy) >= S_ref - bound (conservative: from the "
+            "upper CI of KL/chi2); S_ref's own CI is reported, not folded in.",
+            f"responses are truncated at {max_new_tokens} tokens; KL and S both refer to the truncated responses."],
+        "timing": timing,
+    }
+    write_json_atomic(out / "certificate.json", payload)
+    return payload
+
+
+def _prompt_ids(tokenizer: Any, rows: Sequence[GenerationRow]) -> list[list[int]]:
+    from ..generation.hf import encode_prompt
+
+    cache: dict[str, list[int]] = {}
+    out = []
+    for r in rows:
+        if r.prompt not in cache:
+            cache[r.prompt] = encode_prompt(tokenizer, r.prompt)
+        out.append(cache[r.prompt])
+    return out
