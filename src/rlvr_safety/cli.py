@@ -138,6 +138,25 @@ def models_cmd(spec: Annotated[str, typer.Argument(help="Model spec to resolve."
     console.print(f"{spec} -> {resolve_source(spec)} (key {model_fingerprint(spec)})")
 
 
+# train ------------------------------------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    recipe: Annotated[str, typer.Option(help="guard | sft | rlhf | rlvr")],
+    out: Annotated[Path, typer.Option(help="Run folder (model/, checkpoints/, store.sqlite).")],
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML (see configs/).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key=value (dotted keys allowed).")]
+    = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
+) -> None:
+    """Train one recipe; the config is validated before any model loads."""
+    import json
+
+    from .training import run_recipe
+
+    info = run_recipe(recipe, config, list(set_ or []), out, resume=resume)
+    console.print_json(json.dumps(info, default=str))
+
+
 # study and report ----------------------------------------------------------------------------------------------
 @app.command("study")
 def study_cmd(

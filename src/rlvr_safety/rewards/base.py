@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ class Reward(ABC):
     def score(self, example: Mapping[str, Any], completion: str) -> RewardVerdict:
         """Grade one completion against the example's task fields (gold, tests, entry_point, extra)."""
 
-    def score_batch(self, examples: list[Mapping[str, Any]], completions: list[str]) -> list[RewardVerdict]:
+    def score_batch(self, examples: Sequence[Mapping[str, Any]], completions: Sequence[str]) -> list[RewardVerdict]:
         return [self.score(ex, c) for ex, c in zip(examples, completions, strict=True)]
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: list[Any]) -> list[float]:
