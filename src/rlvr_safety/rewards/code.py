@@ -466,7 +466,7 @@ class CodeReward(Reward):
         )
         return self._verdict(task, result)
 
-    def score_batch(self, examples: list[Mapping[str, Any]], completions: list[str]) -> list[RewardVerdict]:
+    def score_batch(self, examples: Sequence[Mapping[str, Any]], completions: Sequence[str]) -> list[RewardVerdict]:
         tasks = [self._task(ex, c) for ex, c in zip(examples, completions, strict=True)]
         results = run_batch(tasks, self.workers, limits=self.limits, guard_returns=self.guard_returns)
         return [self._verdict(t, r) for t, r in zip(tasks, results, strict=True)]

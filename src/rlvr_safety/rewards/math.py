@@ -483,7 +483,7 @@ class MathReward(Reward):
     def score(self, example: Mapping[str, Any], completion: str) -> RewardVerdict:
         return self.score_batch([example], [completion])[0]
 
-    def score_batch(self, examples: list[Mapping[str, Any]], completions: list[str]) -> list[RewardVerdict]:
+    def score_batch(self, examples: Sequence[Mapping[str, Any]], completions: Sequence[str]) -> list[RewardVerdict]:
         """Extract every answer here, then send all comparisons to the pool in one batch."""
         if len(examples) != len(completions):
             raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
