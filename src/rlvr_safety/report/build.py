@@ -1,0 +1,652 @@
+"""Build report.md and a self-contained report.html (plots inlined as data URIs) from a study's summary.json.
+
+Sections are assembled once as neutral blocks and rendered twice, so the two formats never disagree. Every
+string from the summary is treated as untrusted (model outputs, prompts and even run ids): the renderers escape
+it, and the HTML carries a Content-Security-Policy that forbids scripts and network loads as a second line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlvr_safety.errors import UserError
+from rlvr_safety.report import analysis as an
+from rlvr_safety.report.plots import plot_curves, plot_drift, plot_safety_capability
+from rlvr_safety.report.tables import (
+    NOT_RUN,
+    esc,
+    fmt_ci,
+    fmt_num,
+    fmt_rate,
+    md_code_block,
+    md_inline,
+    render_html_table,
+    render_markdown_table,
+    render_text_table,
+    slug,
+)
+
+__all__ = ["build_report", "load_summary", "summary_headline"]
+
+SAMPLES_PER_MODEL = 3
+SAMPLE_CHARS = 1500
+BOUND_ORDER = ("pinsker", "bretagnolle_huber", "chi2")
+
+
+@dataclass
+class Block:
+    """One piece of a section: kind is h2, h3, p, findings, table, img or sample (extra = prompt, body = reply)."""
+
+    kind: str
+    text: str = ""
+    headers: Sequence[str] = ()
+    rows: Sequence[Sequence[object]] = ()
+    row_classes: Sequence[str | None] | None = None
+    path: Path | None = None
+    items: list[an.Finding] = field(default_factory=list)
+    extra: str = ""
+    body: str = ""
+
+
+def load_summary(study_dir: Path) -> dict[str, Any]:
+    """Read study_dir/summary.json; a missing or malformed file is a UserError (one line, exit 2)."""
+    path = Path(study_dir) / "summary.json"
+    if not path.is_file():
+        raise UserError(f"no summary.json in {study_dir}; run the study first (rlvr-safety study ...)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); rerun the study to rewrite it") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _ref(summary: Mapping[str, Any]) -> str:
+    return str(summary.get("reference_id") or "reference")
+
+
+def _study_blocks(summary: Mapping[str, Any]) -> list[Block]:
+    study = summary.get("study") or {}
+    wall = study.get("wall_s")
+    rows = [
+        ["study", study.get("name") or "unnamed"],
+        ["preset", study.get("preset") or "none"],
+        ["wall time", f"{fmt_num(wall / 60, 1)} min" if isinstance(wall, (int, float)) else "unknown"],
+        ["reference model", _ref(summary)],
+        ["judge", an.judge_label(summary.get("judge"))],
+        ["models", ", ".join(an.model_label(m) for m in an.models(summary)) or NOT_RUN],
+    ]
+    return [Block("h2", "Study"), Block("table", headers=["", ""], rows=rows)]
+
+
+def _safety_blocks(summary: Mapping[str, Any]) -> list[Block]:
+    blocks = [Block("h2", "Safety benchmarks")]
+    names = an.benchmarks(summary, "safety")
+    if not names:
+        return blocks + [Block("p", f"Safety evaluation: {NOT_RUN}.")]
+    for bench in names:
+        has_over = any(
+            an._rate((m.get("eval") or {}).get(bench), "over_refusal_rate") for m in an.models(summary)
+        )
+        headers = ["model", "refusal rate (harmful)", "harmful rate (harmful)"]
+        headers += ["over-refusal (benign)"] if has_over else []
+        headers += ["n", "judge errors"]
+        rows: list[Sequence[object]] = []
+        judges: dict[str, None] = {}
+        for m in an.models(summary):
+            metrics = (m.get("eval") or {}).get(bench)
+            if not isinstance(metrics, Mapping):
+                rows.append(
+                    [an.model_label(m), NOT_RUN, NOT_RUN] + ([NOT_RUN] if has_over else []) + ["", ""]
+                )
+                continue
+            judge = metrics.get("judge") or summary.get("judge")
+            judges[an.judge_label(judge)] = None
+            row = [
+                an.model_label(m),
+                fmt_rate(metrics.get("refusal_rate")),
+                fmt_rate(metrics.get("harmful_rate")),
+            ]
+            if has_over:
+                row.append(fmt_rate(metrics.get("over_refusal_rate")))
+            row += [metrics.get("n", ""), metrics.get("judge_errors", 0)]
+            rows.append(row)
+        judged_by = "; ".join(judges) or an.judge_label(summary.get("judge"))
+        warn = " Different judges: these rows are not comparable." if len(judges) > 1 else ""
+        blocks += [
+            Block("h3", bench),
+            Block("p", f"Judge: {judged_by}.{warn} Rates with Wilson 95% intervals."),
+            Block("table", headers=headers, rows=rows),
+        ]
+    return blocks
+
+
+def _capability_blocks(summary: Mapping[str, Any]) -> list[Block]:
+    blocks = [Block("h2", "Capability")]
+    names = an.benchmarks(summary, "capability")
+    if not names:
+        return blocks + [Block("p", f"Capability evaluation: {NOT_RUN}.")]
+    rows = []
+    graders: dict[str, None] = {}
+    for m in an.models(summary):
+        row: list[object] = [an.model_label(m)]
+        for bench in names:
+            metrics = (m.get("eval") or {}).get(bench)
+            row.append(
+                fmt_rate(metrics.get("accuracy"), with_n=True) if isinstance(metrics, Mapping) else NOT_RUN
+            )
+            if isinstance(metrics, Mapping) and metrics.get("grader"):
+                graders[f"{bench}: {metrics['grader']}"] = None
+        rows.append(row)
+    text = "Accuracy (pass@1 for code) with Wilson 95% intervals."
+    if graders:
+        text += " Graders: " + "; ".join(graders) + "."
+    return blocks + [Block("p", text), Block("table", headers=["model", *names], rows=rows)]
+
+
+def _scatter_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+    blocks = [Block("h2", "Safety vs capability")]
+    safety, cap = an.benchmarks(summary, "safety"), an.benchmarks(summary, "capability")
+    points = [
+        {
+            "id": str(m["id"]),
+            "method": m.get("method"),
+            "x": an.mean_capability(m, cap),
+            "y": an.mean_safety(m, safety),
+        }
+        for m in an.models(summary)
+    ]
+    path = plot_safety_capability(points, _ref(summary), plots / "safety_vs_capability.png")
+    if path is None:
+        return blocks + [Block("p", f"Needs both safety and capability results: {NOT_RUN}.")]
+    written["safety_vs_capability"] = path
+    missing = [str(p["id"]) for p in points if p["x"] is None or p["y"] is None]
+    note = (
+        "x = mean accuracy over "
+        + ", ".join(cap)
+        + "; y = mean of 1 - harmful rate on harmful prompts over "
+        + ", ".join(safety)
+        + ". Arrows start at the reference; circled points form the Pareto front."
+    )
+    if missing:
+        note += " Not plotted (missing results): " + ", ".join(missing) + "."
+    rows = [
+        [
+            p["id"],
+            fmt_num(p["x"]) if p["x"] is not None else NOT_RUN,
+            fmt_num(p["y"]) if p["y"] is not None else NOT_RUN,
+        ]
+        for p in points
+    ]
+    return blocks + [
+        Block("img", "safety vs capability scatter", path=path),
+        Block("p", note),
+        Block("table", headers=["model", "mean capability", "mean safety"], rows=rows),
+    ]
+
+
+def _ci(pair: Any, digits: int, signed: bool = False) -> str:
+    lo, hi = pair if isinstance(pair, Sequence) and len(pair) == 2 else (None, None)
+    return fmt_ci(lo, hi, digits, signed)
+
+
+def _forecast_for(summary: Mapping[str, Any], model: Mapping[str, Any]) -> float | None:
+    if isinstance(model.get("forecast_drift"), (int, float)):
+        return float(model["forecast_drift"])
+    fc = summary.get("forecast")
+    if isinstance(fc, Mapping) and model.get("domain") in fc:
+        entry = fc[model["domain"]]
+        same_beta = (
+            entry.get("beta") is None or model.get("beta") is None or entry.get("beta") == model.get("beta")
+        )
+        if same_beta and isinstance(entry.get("mean_drift"), (int, float)):
+            return float(entry["mean_drift"])
+    return None
+
+
+def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+    blocks = [Block("h2", "Measured drift vs forecast vs certified bound")]
+    fc = summary.get("forecast")
+    if isinstance(fc, Mapping) and fc:
+        rows = [
+            [
+                dom,
+                fmt_num(e.get("beta"), 3),
+                e.get("n_prompts", ""),
+                fmt_num(e.get("mean_ref_safety")),
+                fmt_num(e.get("mean_optimum_safety")),
+                f"{fmt_num(e.get('mean_drift'), 3, True)} {_ci(e.get('drift_ci'), 3, True)}",
+                fmt_num(e.get("dual_use_fraction")),
+                fmt_num(e.get("mean_optimum_bound"), 3),
+            ]
+            for dom, e in fc.items()
+            if isinstance(e, Mapping)
+        ]
+        blocks += [
+            Block("h3", "Pre-training forecast"),
+            Block(
+                "table",
+                headers=[
+                    "domain",
+                    "beta",
+                    "prompts",
+                    "S_ref",
+                    "S(optimum)",
+                    "forecast drift [CI]",
+                    "dual-use fraction",
+                    "optimum bound",
+                ],
+                rows=rows,
+            ),
+        ]
+    else:
+        blocks.append(Block("p", f"Pre-training forecast: {NOT_RUN}."))
+    rows, classes, plot_rows = [], [], []
+    violated = {v.model_id for v in an.violations(summary)}
+    for m in an.models(summary):
+        cert = m.get("certificate")
+        if not isinstance(cert, Mapping) or not isinstance(cert.get("overall"), Mapping):
+            continue
+        o = cert["overall"]
+        bounds = o.get("bounds") or {}
+        measured = cert.get("measured") if isinstance(cert.get("measured"), Mapping) else None
+        values = {
+            k: (b.get("value_conservative") if isinstance(b, Mapping) else None) for k, b in bounds.items()
+        }
+        finite = [v for v in values.values() if v is not None and math.isfinite(v)]
+        tight = min(finite) if finite else None
+        vac = bool(bounds) and all(isinstance(b, Mapping) and b.get("vacuous") for b in bounds.values())
+        mid = str(m["id"])
+        drift = measured.get("drift") if measured else None
+        ci = (measured.get("drift_ci") if measured else None) or [None, None]
+        forecast = _forecast_for(summary, m)
+        if mid in violated:
+            status = "VIOLATED"
+        elif measured and measured.get("checks"):
+            status = "within"
+        else:
+            status = "not checked"
+        if vac:
+            status += " (vacuous)"
+        names = [b for b in BOUND_ORDER if b in values] + [b for b in values if b not in BOUND_ORDER]
+        rows.append(
+            [
+                mid,
+                f"{fmt_num(o.get('kl_k1'), 3)} {_ci(o.get('kl_k1_ci'), 3)}",
+                fmt_num(o.get("kl_k3"), 3),
+                fmt_num(o.get("s_ref")),
+                f"{fmt_num(drift, 3, True)} {fmt_ci(ci[0], ci[1], 3, True)}"
+                if drift is not None
+                else NOT_RUN,
+                fmt_num(forecast, 3, True) if forecast is not None else NOT_RUN,
+                ", ".join(f"{n} {fmt_num(values[n], 3)}" for n in names) or NOT_RUN,
+                fmt_num(o.get("floor")),
+                status,
+            ]
+        )
+        classes.append("violation" if mid in violated else None)
+        plot_rows.append(
+            {
+                "id": mid,
+                "drift": drift,
+                "drift_ci": ci if drift is not None else None,
+                "forecast": forecast,
+                "bound": tight,
+                "s_ref": o.get("s_ref"),
+                "vacuous": vac,
+                "violated": mid in violated,
+            }
+        )
+    if not rows:
+        return blocks + [Block("h3", "Certificates"), Block("p", f"Certificates: {NOT_RUN}.")]
+    blocks += [
+        Block("h3", "Certificates"),
+        Block(
+            "table",
+            headers=[
+                "model",
+                "KL k1 [CI]",
+                "KL k3",
+                "S_ref",
+                "measured drift [CI]",
+                "forecast drift",
+                "bounds (conservative)",
+                "certified floor",
+                "check",
+            ],
+            rows=rows,
+            row_classes=classes,
+        ),
+        Block(
+            "p",
+            "Drift is S(pi) - S_ref on the safety probe set; every bound limits |drift|, so the floor is "
+            "S_ref - bound (the best floor is quoted). A bound is vacuous when it is >= S_ref (floor 0). "
+            "A violation beyond the CI means a bug or a judge error.",
+        ),
+    ]
+    path = plot_drift(plot_rows, plots / "drift_vs_bound.png")
+    if path is not None:
+        written["drift_vs_bound"] = path
+        blocks.append(Block("img", "measured drift, forecast and certified band per model", path=path))
+    per_bench = _per_benchmark_floors(summary)
+    if per_bench:
+        blocks += [Block("h3", "Certified floors per benchmark"), per_bench]
+    notes = sorted(
+        {
+            str(n)
+            for m in an.models(summary)
+            if isinstance(m.get("certificate"), Mapping)
+            for n in ((m["certificate"].get("overall") or {}).get("notes") or [])
+        }
+    )
+    if notes:
+        blocks.append(Block("p", "Certificate notes: " + " ".join(notes)))
+    return blocks
+
+
+def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
+    names: dict[str, None] = {}
+    certs = []
+    for m in an.models(summary):
+        cert = m.get("certificate")
+        per = cert.get("per_benchmark") if isinstance(cert, Mapping) else None
+        if isinstance(per, Mapping) and per:
+            certs.append((str(m["id"]), per))
+            names.update(dict.fromkeys(per))
+    if not certs:
+        return None
+    rows = []
+    for mid, per in certs:
+        row: list[object] = [mid]
+        for bench in names:
+            c = per.get(bench)
+            if not isinstance(c, Mapping):
+                row.append(NOT_RUN)
+                continue
+            bounds = c.get("bounds") or {}
+            vac = bool(bounds) and all(isinstance(b, Mapping) and b.get("vacuous") for b in bounds.values())
+            row.append(
+                f"{fmt_num(c.get('floor'))} (S_ref {fmt_num(c.get('s_ref'))}, KL {fmt_num(c.get('kl'), 3)})"
+                + (" vacuous" if vac else "")
+            )
+        rows.append(row)
+    return Block("table", headers=["model", *names], rows=rows)
+
+
+def _curve_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+    blocks = [Block("h2", "Training curves")]
+    curves = summary.get("curves")
+    if not isinstance(curves, Mapping) or not curves:
+        return blocks + [Block("p", f"Training curves: {NOT_RUN}.")]
+    for run_id, metrics in curves.items():
+        if not isinstance(metrics, Mapping):
+            continue
+        digest = hashlib.sha1(str(run_id).encode()).hexdigest()[:8]
+        path = plot_curves(str(run_id), metrics, plots / f"curves_{slug(str(run_id))}_{digest}.png")
+        blocks.append(Block("h3", str(run_id)))
+        if path is None:
+            blocks.append(Block("p", "No curve points recorded."))
+            continue
+        written[f"curves:{run_id}"] = path
+        listed = ", ".join(str(k) for k in metrics)
+        blocks += [Block("img", f"training curves of {run_id}", path=path), Block("p", f"Metrics: {listed}.")]
+    return blocks
+
+
+def _sample_blocks(summary: Mapping[str, Any]) -> list[Block]:
+    blocks = [
+        Block("h2", "Sample completions"),
+        Block(
+            "p",
+            "Model outputs are untrusted and shown verbatim-escaped; they are illustrations, not "
+            "evidence (the tables above are).",
+        ),
+    ]
+    samples = [s for s in summary.get("samples") or [] if isinstance(s, Mapping)]
+    if not samples:
+        return blocks + [Block("p", f"Samples: {NOT_RUN}.")]
+    per_model: dict[str, list[Mapping[str, Any]]] = {}
+    for s in samples:
+        bucket = per_model.setdefault(str(s.get("model_id")), [])
+        if len(bucket) < SAMPLES_PER_MODEL:
+            bucket.append(s)
+    for mid, items in per_model.items():
+        blocks.append(Block("h3", mid))
+        for s in items:
+            head = f"{s.get('benchmark', '?')} | label: {s.get('label', '?')}"
+            blocks.append(
+                Block(
+                    "sample",
+                    head,
+                    extra=_clip(str(s.get("prompt", ""))),
+                    body=_clip(str(s.get("response", ""))),
+                )
+            )
+    return blocks
+
+
+def _clip(text: str) -> str:
+    return (
+        text
+        if len(text) <= SAMPLE_CHARS
+        else text[:SAMPLE_CHARS] + f" [... {len(text) - SAMPLE_CHARS} more chars]"
+    )
+
+
+def report_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+    """All sections in order; plots are written to `plots` and recorded in `written`."""
+    return [
+        Block("h2", "Findings"),
+        Block("findings", items=an.findings(summary)),
+        *_study_blocks(summary),
+        *_safety_blocks(summary),
+        *_capability_blocks(summary),
+        *_scatter_blocks(summary, plots, written),
+        *_drift_blocks(summary, plots, written),
+        *_curve_blocks(summary, plots, written),
+        *_sample_blocks(summary),
+    ]
+
+
+def _title(summary: Mapping[str, Any]) -> str:
+    return f"rlvr-safety report: {(summary.get('study') or {}).get('name') or 'study'}"
+
+
+def render_markdown(summary: Mapping[str, Any], blocks: Sequence[Block], base: Path) -> str:
+    """Markdown with images linked relative to `base` (the study folder)."""
+    out = [f"# {md_inline(_title(summary))}", ""]
+    for b in blocks:
+        if b.kind in ("h2", "h3"):
+            out += [("## " if b.kind == "h2" else "### ") + md_inline(b.text), ""]
+        elif b.kind == "p":
+            out += [md_inline(b.text), ""]
+        elif b.kind == "findings":
+            for f in b.items:
+                if f.level == "violation":
+                    out.append(f"> **{md_inline(f.text)}**")
+                    out.append(">")
+                else:
+                    prefix = "Caveat: " if f.level == "caveat" else ""
+                    out.append(f"- {md_inline(prefix + f.text)}")
+            out.append("")
+        elif b.kind == "table":
+            out += [render_markdown_table(b.headers, b.rows), ""]
+        elif b.kind == "img" and b.path is not None:
+            out += [f"![{md_inline(b.text)}]({b.path.relative_to(base).as_posix()})", ""]
+        elif b.kind == "sample":
+            out += [
+                f"**{md_inline(b.text)}**",
+                "",
+                "Prompt:",
+                "",
+                md_code_block(b.extra),
+                "",
+                "Response:",
+                "",
+                md_code_block(b.body),
+                "",
+            ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+th,td{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}tr.violation td{background:#fde0e0;font-weight:bold}
+.violation-box{border:3px solid #c00;background:#fff0f0;padding:.5em 1em;margin:.5em 0;font-weight:bold;color:#900}
+ul.findings li.caveat{color:#555}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;white-space:pre-wrap;word-wrap:break-word;
+max-height:22em;overflow:auto}
+img{max-width:100%;border:1px solid #eee}
+.sample{margin:.6em 0 1.2em}
+"""
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(summary: Mapping[str, Any], blocks: Sequence[Block]) -> str:
+    """One self-contained page: inline CSS, images as data URIs, a CSP that forbids scripts and network."""
+    title = esc(_title(summary))
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        '<meta name="referrer" content="no-referrer">',
+        f"<title>{title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{title}</h1>",
+    ]
+    for b in blocks:
+        if b.kind in ("h2", "h3"):
+            out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            out.append(f"<p>{esc(b.text)}</p>")
+        elif b.kind == "findings":
+            for f in b.items:
+                if f.level == "violation":
+                    out.append(f'<div class="violation-box">{esc(f.text)}</div>')
+            items = "".join(
+                f'<li class="{f.level}">{"Caveat: " if f.level == "caveat" else ""}{esc(f.text)}</li>'
+                for f in b.items
+                if f.level != "violation"
+            )
+            out.append(f'<ul class="findings">{items}</ul>')
+        elif b.kind == "table":
+            out.append(render_html_table(b.headers, b.rows, b.row_classes))
+        elif b.kind == "img" and b.path is not None:
+            out.append(f'<p><img alt="{esc(b.text)}" src="{_data_uri(b.path)}"></p>')
+        elif b.kind == "sample":
+            out.append(
+                f'<div class="sample"><strong>{esc(b.text)}</strong><div>Prompt:</div><pre>{esc(b.extra)}</pre>'
+                f"<div>Response:</div><pre>{esc(b.body)}</pre></div>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def build_report(study_dir: Path) -> dict[str, Path]:
+    """Write report.md, report.html and plots/*.png in study_dir from its summary.json.
+
+    Returns {"markdown": ..., "html": ..., plot name: png path} (plot names: safety_vs_capability,
+    drift_vs_bound, curves:<run id>). Missing optional parts of the summary read as "not run".
+    """
+    study_dir = Path(study_dir)
+    summary = load_summary(study_dir)
+    plots = study_dir / "plots"
+    written: dict[str, Path] = {}
+    blocks = report_blocks(summary, plots, written)
+    md_path, html_path = study_dir / "report.md", study_dir / "report.html"
+    _atomic_write(md_path, render_markdown(summary, blocks, study_dir))
+    _atomic_write(html_path, render_html(summary, blocks))
+    return {"markdown": md_path, "html": html_path, **written}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def summary_headline(summary: Mapping[str, Any]) -> str:
+    """A compact plain-text table (one row per model) of the key safety, capability and certificate numbers.
+
+    Safety columns are means over the safety benchmarks (harmful prompts); "vs ref" is the CI-overlap verdict.
+    """
+    safety, cap = an.benchmarks(summary, "safety"), an.benchmarks(summary, "capability")
+    rows = []
+    for m in an.models(summary):
+        ev = m.get("eval") or {}
+
+        def mean_of(key: str, names: list[str], ev: Mapping[str, Any] = ev) -> str:
+            vals = [float(r["rate"]) for b in names if (r := an._rate(ev.get(b), key)) is not None]
+            return fmt_num(sum(vals) / len(vals)) if vals else "-"
+
+        is_ref = str(m["id"]) == _ref(summary)
+        verdict = "reference" if is_ref else an.safety_verdict(an.safety_comparisons(summary, m))
+        cert = _mapping(m.get("certificate"))
+        overall, measured = _mapping(cert.get("overall")), _mapping(cert.get("measured"))
+        checks = measured.get("checks") or {}
+        bad = any(isinstance(c, Mapping) and c.get("within") is False for c in checks.values()) or bool(
+            cert.get("violations")
+        )
+        check = "VIOLATED" if bad else ("ok" if checks else "-")
+        rows.append(
+            [
+                m["id"],
+                m.get("method") or "-",
+                m.get("algorithm") or "-",
+                mean_of("refusal_rate", safety),
+                mean_of("harmful_rate", safety),
+                mean_of("over_refusal_rate", safety),
+                verdict,
+                mean_of("accuracy", cap),
+                fmt_num(overall.get("kl_k1"), 3) if overall else "-",
+                fmt_num(measured.get("drift"), 3, True) if measured.get("drift") is not None else "-",
+                fmt_num(overall.get("floor")) if overall else "-",
+                check,
+            ]
+        )
+    headers = [
+        "model",
+        "method",
+        "algo",
+        "refusal",
+        "harmful",
+        "over-ref",
+        "safety vs ref",
+        "accuracy",
+        "KL",
+        "drift",
+        "floor",
+        "bound",
+    ]
+    claim = next((f.text for f in an.findings(summary) if "paper's claim" in f.text), "")
+    n_viol = len(an.violations(summary))
+    lines = [
+        f"{(summary.get('study') or {}).get('name') or 'study'}: judge {an.judge_label(summary.get('judge'))}",
+        render_text_table(headers, rows),
+        f"refusal/harmful: means over {', '.join(safety) or 'none'} (harmful prompts); over-ref: benign prompts; "
+        f"accuracy: mean over {', '.join(cap) or 'none'}",
+    ]
+    if claim:
+        lines.append(claim)
+    if n_viol:
+        lines.append(f"{n_viol} certified-bound violation(s): see report.md")
+    return "\n".join(lines)

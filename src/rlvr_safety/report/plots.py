@@ -1,0 +1,200 @@
+"""Report figures as PNG files (matplotlib, Agg backend: no display, no network, safe in workers).
+
+Labels come from the summary and may hold anything a user or model wrote, so `_plain` stops matplotlib from
+reading `$...$` as maths (which can raise on malformed input).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["pareto_front", "plot_curves", "plot_drift", "plot_safety_capability"]
+
+_DPI = 100
+_COLOURS = {
+    "reference": "#444444",
+    "guard": "#7f7f7f",
+    "sft": "#d62728",
+    "rlhf": "#ff7f0e",
+    "rlvr": "#1f77b4",
+}
+
+
+def _plain(text: object, limit: int = 60) -> str:
+    s = " ".join(str(text).split())
+    s = s if len(s) <= limit else s[: limit - 3] + "..."
+    return s.replace("$", r"\$")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both axes (higher is better on both)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (xo >= x and yo >= y) and (xo > x or yo > y) for j, (xo, yo) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def plot_safety_capability(
+    points: Sequence[Mapping[str, Any]], reference: str | None, path: Path
+) -> Path | None:
+    """Scatter of mean capability (x) vs mean safety (y); arrows from the reference; Pareto front marked.
+
+    points: dicts with id, method, x, y. None when fewer than one point is complete.
+    """
+    pts = [p for p in points if p.get("x") is not None and p.get("y") is not None]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    xy = [(float(p["x"]), float(p["y"])) for p in pts]
+    front = pareto_front(xy)
+    ref = next((p for p in pts if p["id"] == reference), None)
+    for p, (x, y) in zip(pts, xy, strict=True):
+        colour = _COLOURS.get(str(p.get("method")), "#2ca02c")
+        if ref is not None and p is not ref:
+            ax.annotate(
+                "",
+                xy=(x, y),
+                xytext=(float(ref["x"]), float(ref["y"])),
+                arrowprops={"arrowstyle": "->", "color": colour, "alpha": 0.6, "lw": 1.2},
+            )
+        ax.scatter([x], [y], color=colour, s=60, zorder=3, edgecolor="black" if p is ref else "none")
+        ax.annotate(_plain(p["id"], 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    fx = sorted((xy[i] for i in front), key=lambda t: t[0])
+    ax.plot([t[0] for t in fx], [t[1] for t in fx], "--", color="#2ca02c", lw=1, label="Pareto front")
+    ax.scatter(
+        [t[0] for t in fx], [t[1] for t in fx], s=180, facecolors="none", edgecolors="#2ca02c", zorder=2
+    )
+    ax.set_xlabel("mean capability accuracy")
+    ax.set_ylabel("mean safety (1 - harmful rate on harmful prompts)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+    """Per model: measured drift with its CI, the forecast, and the certified floor on drift (-tightest bound).
+
+    rows: dicts with id, drift, drift_ci, forecast, bound (tightest conservative bound or None = infinite),
+    s_ref. The band [-bound, +bound] is where |D| <= bound allows the drift to be; its lower edge is the floor.
+    """
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(rows) + 2), 4.2))
+    for i, r in enumerate(rows):
+        bound = r.get("bound")
+        s_ref = r.get("s_ref")
+        lo_cap = -float(s_ref) if isinstance(s_ref, (int, float)) else -1.0
+        b = math.inf if bound is None else float(bound)
+        floor = max(-b, lo_cap)
+        ax.bar(
+            i,
+            min(b, 1.0) - floor,
+            bottom=floor,
+            width=0.6,
+            color="#dddddd",
+            edgecolor="#999999",
+            label="certified band (floor at bottom)" if i == 0 else None,
+        )
+        ax.plot([i - 0.3, i + 0.3], [floor, floor], color="#444444", lw=2)
+        if r.get("vacuous"):
+            ax.annotate(
+                "vacuous", (i, floor), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=7
+            )
+        d = r.get("drift")
+        if d is not None:
+            lo, hi = r.get("drift_ci") or (d, d)
+            colour = "#d62728" if r.get("violated") else "#1f77b4"
+            ax.errorbar(
+                [i],
+                [d],
+                yerr=[[d - lo], [hi - d]],
+                fmt="o",
+                color=colour,
+                capsize=4,
+                label="measured drift (95% CI)" if i == 0 else None,
+            )
+        f = r.get("forecast")
+        if f is not None:
+            ax.scatter(
+                [i + 0.15],
+                [f],
+                marker="x",
+                color="#ff7f0e",
+                zorder=3,
+                label="forecast drift" if i == 0 else None,
+            )
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([_plain(r["id"], 24) for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("safety drift S(pi) - S_ref")
+    ax.grid(axis="y", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def _groups(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """Put related curves on one axes: KL estimators together, certified floors together, the rest alone."""
+    names = [k for k, v in metrics.items() if isinstance(v, list) and v]
+    kl = [n for n in names if n.lower().startswith("kl")]
+    cert = [n for n in names if n.lower().startswith("cert")]
+    rest = [n for n in names if n not in kl and n not in cert]
+    groups = [(n, [n]) for n in rest]
+    if kl:
+        groups.append(("KL (nats)", kl))
+    if cert:
+        groups.append(("certificate", cert))
+    return groups
+
+
+def plot_curves(run_id: str, metrics: Mapping[str, Any], path: Path) -> Path | None:
+    """One figure per run with a panel per metric group; points that are not [step, number] are skipped."""
+    groups = _groups(metrics)
+    if not groups:
+        return None
+    ncols = min(3, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (title, names) in zip(axes.flat, groups, strict=False):
+        for name in names:
+            pts = [
+                (float(p[0]), float(p[1]))
+                for p in metrics[name]
+                if isinstance(p, (list, tuple))
+                and len(p) >= 2
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[:2])
+            ]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1.2, label=_plain(name, 30))
+        ax.set_title(_plain(title, 40), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    fig.suptitle(_plain(run_id), fontsize=10)
+    return _save(fig, path)
