@@ -55,10 +55,31 @@ class StudyRunner:
         write_json_atomic(self.out / "spec.json", json.loads(self.spec.model_dump_json()))
         started = time.time()
         self.store.start_run("study", "study", json.loads(self.spec.model_dump_json()))
+        self.run_stages([s.id for s in self.stages])
+        self.store.finish_run("study")
+        return {"out": str(self.out), "seconds": time.time() - started,
+                "stages": {s.id: self.store.stage_artifacts(s.id) for s in self.stages}}
+
+    def run_stages(self, stage_ids: list[str]) -> None:
+        """Run the named stages in plan order, skipping those the ledger marks done.
+
+        Split out of run() so another driver (the Ray backend) can hand disjoint parts of the plan to separate
+        processes that share one ledger. A stage whose dependency is not done is refused rather than run on
+        missing inputs.
+        """
+        wanted = set(stage_ids)
+        unknown = wanted - {s.id for s in self.stages}
+        if unknown:
+            raise ValueError(f"stages not in this study's plan: {sorted(unknown)}")
         for i, stage in enumerate(self.stages, 1):
+            if stage.id not in wanted:
+                continue
             if self.store.stage_status(stage.id) == "done":
                 log.info("[%d/%d] %s: done earlier, skipped", i, len(self.stages), stage.id)
                 continue
+            pending = [d for d in stage.deps if self.store.stage_status(d) != "done"]
+            if pending:
+                raise RuntimeError(f"stage {stage.id} needs {pending} done first")
             self._say(f"[{i}/{len(self.stages)}] {stage.id}")
             self.store.set_stage(stage.id, "running")
             t0 = time.time()
@@ -69,9 +90,6 @@ class StudyRunner:
                 raise
             artifacts = {**artifacts, "seconds": round(time.time() - t0, 2)}
             self.store.set_stage(stage.id, "done", artifacts=artifacts)
-        self.store.finish_run("study")
-        return {"out": str(self.out), "seconds": time.time() - started,
-                "stages": {s.id: self.store.stage_artifacts(s.id) for s in self.stages}}
 
     def _say(self, message: str) -> None:
         if self.progress:
