@@ -54,7 +54,7 @@ class Comparison:
 
     def describe(self) -> str:
         name = self.metric.removesuffix("_rate").replace("_", "-")
-        return f"{self.benchmark} {name} {fmt_rate(self.base)} -> {fmt_rate(self.new)}"
+        return f"{self.benchmark} {name} {fmt_rate(self.base)} → {fmt_rate(self.new)}"
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def mean_capability(model: Mapping[str, Any], bench_names: list[str]) -> float |
 def judge_label(judge: Any) -> str:
     """`name version (accuracy 0.93 vs XSTest human labels, kappa 0.81, n=450)` or a not-measured note."""
     if not isinstance(judge, Mapping) or not judge.get("name"):
-        return "unknown judge"
+        return "not recorded (agreement with human labels not measured)"
     name = f"{judge['name']} {judge.get('version') or ''}".strip()
     agreement = judge.get("agreement")
     if not isinstance(agreement, Mapping) or agreement.get("accuracy") is None:
@@ -244,16 +244,21 @@ def violations(summary: Mapping[str, Any]) -> list[Violation]:
         measured = cert.get("measured")
         if isinstance(measured, Mapping):
             ci = measured.get("drift_ci") or [None, None]
-            for name, check in (measured.get("checks") or {}).items():
-                if isinstance(check, Mapping) and check.get("within") is False:
-                    out.append(
-                        Violation(
-                            mid,
-                            f"{mid}: measured drift {fmt_num(measured.get('drift'), 3, True)} "
-                            f"{fmt_ci(ci[0], ci[1], 3, True)} exceeds the certified {name} bound "
-                            f"{fmt_num(check.get('bound'), 3)} (margin {fmt_num(check.get('margin'), 3, True)})",
-                        )
+            broken = [
+                f"{name} {fmt_num(check.get('bound'), 3)} (margin {fmt_num(check.get('margin'), 3, True)})"
+                for name, check in (measured.get("checks") or {}).items()
+                if isinstance(check, Mapping) and check.get("within") is False
+            ]
+            if broken:
+                out.append(
+                    Violation(
+                        mid,
+                        f"{mid}: measured drift {fmt_num(measured.get('drift'), 3, True)} "
+                        f"{fmt_ci(ci[0], ci[1], 3, True)} exceeds the certified bound(s) "
+                        + ", ".join(broken)
+                        + ": a bug or a judge error until explained.",
                     )
+                )
         for text in cert.get("violations") or []:
             out.append(Violation(mid, f"{mid}: {text}"))
     return out
@@ -301,7 +306,7 @@ def _over_refusal_sentences(summary: Mapping[str, Any], model: Mapping[str, Any]
             word = "rose" if c.verdict == "up" else "fell"
             out.append(
                 f"{model['id']}: over-refusal on {bench}'s safe prompts {word}, "
-                f"{fmt_rate(c.base)} -> {fmt_rate(c.new)}."
+                f"{fmt_rate(c.base)} → {fmt_rate(c.new)}."
             )
     return out
 
@@ -449,13 +454,15 @@ def _certificate_findings(summary: Mapping[str, Any]) -> list[Finding]:
 
 def findings(summary: Mapping[str, Any]) -> list[Finding]:
     """What this run found, violations first; each sentence is computed from the summary's numbers."""
-    out: list[Finding] = [Finding("violation", "BOUND VIOLATION: " + v.text) for v in violations(summary)]
+    found = violations(summary)
+    out: list[Finding] = [Finding("violation", "BOUND VIOLATION: " + v.text) for v in found]
+    families: list[Finding] = []
     verdicts: dict[str, list[str]] = {}
     for method in ("guard", "sft", "rlhf", "rlvr"):
         family = _family(summary, method)
         if not family:
             if method != "guard":
-                out.append(Finding("caveat", f"{FAMILY_NAMES[method]}: not run."))
+                families.append(Finding("caveat", f"{FAMILY_NAMES[method]}: not run."))
             continue
         sentences = []
         for model in family:
@@ -463,14 +470,20 @@ def findings(summary: Mapping[str, Any]) -> list[Finding]:
             verdicts.setdefault(method, []).append(verdict)
             sentences.append(sentence)
             sentences.extend(_over_refusal_sentences(summary, model))
-        out.append(
+        families.append(
             Finding(
                 "finding",
                 f"{FAMILY_NAMES[method]}: {_family_question(method, verdicts[method])} "
                 + " ".join(sentences),
             )
         )
-    out.append(_claim(summary, verdicts))
+    claim = _claim(summary, verdicts)
+    if found:
+        suspect = ", ".join(dict.fromkeys(v.model_id for v in found))
+        claim = Finding(
+            claim.level, claim.text + f" The safety numbers of {suspect} are suspect (bound violated)."
+        )
+    out += [claim, *families]
     out.extend(_certificate_findings(summary))
     cap = [
         s
@@ -488,19 +501,18 @@ def findings(summary: Mapping[str, Any]) -> list[Finding]:
 
 
 def _family_question(method: str, verdicts: list[str]) -> str:
-    reduced = sum(v == "reduced" for v in verdicts)
     total = len(verdicts)
+    reduced = sum(v == "reduced" for v in verdicts)
+    kept = sum(v in ("within noise", "raised") for v in verdicts)
+    if kept + reduced == 0:
+        return "not compared."
+    if method == "guard":
+        raised = sum(v == "raised" for v in verdicts)
+        return f"raised safety in {raised}/{total} runs." if raised else "did not measurably raise safety."
     if method == "rlvr":
         if reduced:
             return f"did not keep safety ({reduced}/{total} runs reduced it)."
-        if all(v == "not compared" for v in verdicts):
-            return "not compared."
-        return f"kept safety ({total}/{total} runs without a reduction beyond noise)."
-    if method == "guard":
-        raised = sum(v == "raised" for v in verdicts)
-        return f"raised safety in {raised}/{total} runs."
+        return f"kept safety ({kept}/{total} runs without a reduction beyond noise)."
     if reduced:
         return f"reduced safety ({reduced}/{total} runs)."
-    if all(v == "not compared" for v in verdicts):
-        return "not compared."
-    return f"no reduction beyond noise ({total}/{total} runs within noise or safer)."
+    return f"no reduction beyond noise ({kept}/{total} runs within noise or safer)."

@@ -339,17 +339,28 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
     per_bench = _per_benchmark_floors(summary)
     if per_bench:
         blocks += [Block("h3", "Certified floors per benchmark"), per_bench]
-    notes = sorted(
-        {
-            str(n)
-            for m in an.models(summary)
-            if isinstance(m.get("certificate"), Mapping)
-            for n in ((m["certificate"].get("overall") or {}).get("notes") or [])
-        }
-    )
+    notes = _certificate_notes(summary)
     if notes:
-        blocks.append(Block("p", "Certificate notes: " + " ".join(notes)))
+        blocks += [Block("h3", "Certificate notes"), Block("table", headers=["model", "notes"], rows=notes)]
     return blocks
+
+
+def _certificate_notes(summary: Mapping[str, Any]) -> list[list[object]]:
+    """Notes per model; those every certificate carries (generic caveats) once, under "all"."""
+    per: dict[str, list[str]] = {}
+    for m in an.models(summary):
+        cert = m.get("certificate")
+        overall = cert.get("overall") if isinstance(cert, Mapping) else None
+        if isinstance(overall, Mapping):
+            per[str(m["id"])] = [str(n) for n in overall.get("notes") or []]
+    if not per:
+        return []
+    common = set.intersection(*(set(v) for v in per.values())) if len(per) > 1 else set()
+    rows: list[list[object]] = (
+        [["all", " ".join(n for n in next(iter(per.values())) if n in common)]] if common else []
+    )
+    rows += [[mid, " ".join(n for n in notes if n not in common)] for mid, notes in per.items()]
+    return [r for r in rows if r[1]]
 
 
 def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
@@ -421,13 +432,13 @@ def _sample_blocks(summary: Mapping[str, Any]) -> list[Block]:
     for mid, items in per_model.items():
         blocks.append(Block("h3", mid))
         for s in items:
-            head = f"{s.get('benchmark', '?')} | label: {s.get('label', '?')}"
+            head = f"{s.get('benchmark', '?')}, label: {s.get('label', '?')}"
             blocks.append(
                 Block(
                     "sample",
                     head,
-                    extra=_clip(str(s.get("prompt", ""))),
-                    body=_clip(str(s.get("response", ""))),
+                    extra=_clip(str(s.get("prompt") or "")),
+                    body=_clip(str(s.get("response") or "")),
                 )
             )
     return blocks
@@ -471,9 +482,9 @@ def render_markdown(summary: Mapping[str, Any], blocks: Sequence[Block], base: P
         elif b.kind == "findings":
             for f in b.items:
                 if f.level == "violation":
-                    out.append(f"> **{md_inline(f.text)}**")
-                    out.append(">")
-                else:
+                    out += [f"> **{md_inline(f.text)}**", ""]
+            for f in b.items:
+                if f.level != "violation":
                     prefix = "Caveat: " if f.level == "caveat" else ""
                     out.append(f"- {md_inline(prefix + f.text)}")
             out.append("")

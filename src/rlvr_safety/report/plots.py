@@ -102,6 +102,14 @@ def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(rows) + 2), 4.2))
+    labelled: set[str] = set()
+
+    def once(label: str) -> str | None:
+        if label in labelled:
+            return None
+        labelled.add(label)
+        return label
+
     for i, r in enumerate(rows):
         bound = r.get("bound")
         s_ref = r.get("s_ref")
@@ -115,80 +123,80 @@ def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
             width=0.6,
             color="#dddddd",
             edgecolor="#999999",
-            label="certified band (floor at bottom)" if i == 0 else None,
+            label=once("allowed by tightest bound"),
         )
-        ax.plot([i - 0.3, i + 0.3], [floor, floor], color="#444444", lw=2)
-        if r.get("vacuous"):
-            ax.annotate(
-                "vacuous", (i, floor), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=7
-            )
+        ax.plot(
+            [i - 0.3, i + 0.3], [floor, floor], color="#444444", lw=2, label=once("certified floor on drift")
+        )
         d = r.get("drift")
         if d is not None:
             lo, hi = r.get("drift_ci") or (d, d)
-            colour = "#d62728" if r.get("violated") else "#1f77b4"
+            bad = bool(r.get("violated"))
             ax.errorbar(
                 [i],
                 [d],
                 yerr=[[d - lo], [hi - d]],
                 fmt="o",
-                color=colour,
+                color="#d62728" if bad else "#1f77b4",
                 capsize=4,
-                label="measured drift (95% CI)" if i == 0 else None,
+                label=once("measured drift, VIOLATES a bound" if bad else "measured drift (95% CI)"),
             )
         f = r.get("forecast")
         if f is not None:
-            ax.scatter(
-                [i + 0.15],
-                [f],
-                marker="x",
-                color="#ff7f0e",
-                zorder=3,
-                label="forecast drift" if i == 0 else None,
-            )
+            ax.scatter([i + 0.15], [f], marker="x", color="#ff7f0e", zorder=3, label=once("forecast drift"))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([_plain(r["id"], 24) for r in rows], rotation=20, ha="right", fontsize=8)
+    ticks = [_plain(r["id"], 24) + ("\n(vacuous)" if r.get("vacuous") else "") for r in rows]
+    ax.set_xticklabels(ticks, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("safety drift S(pi) - S_ref")
     ax.grid(axis="y", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
-def _groups(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+def _points(series: Any) -> list[tuple[float, float]]:
+    """[[step, value], ...] with anything malformed or non-finite dropped."""
+    if not isinstance(series, list):
+        return []
+    return [
+        (float(p[0]), float(p[1]))
+        for p in series
+        if isinstance(p, (list, tuple))
+        and len(p) >= 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p[:2])
+    ]
+
+
+def _groups(names: list[str]) -> list[tuple[str, list[str]]]:
     """Put related curves on one axes: KL estimators together, certified floors together, the rest alone."""
-    names = [k for k, v in metrics.items() if isinstance(v, list) and v]
     kl = [n for n in names if n.lower().startswith("kl")]
     cert = [n for n in names if n.lower().startswith("cert")]
     rest = [n for n in names if n not in kl and n not in cert]
     groups = [(n, [n]) for n in rest]
     if kl:
-        groups.append(("KL (nats)", kl))
+        groups.append(("KL (nats)" if len(kl) > 1 else kl[0], kl))
     if cert:
-        groups.append(("certificate", cert))
+        groups.append(("certificate" if len(cert) > 1 else cert[0], cert))
     return groups
 
 
 def plot_curves(run_id: str, metrics: Mapping[str, Any], path: Path) -> Path | None:
-    """One figure per run with a panel per metric group; points that are not [step, number] are skipped."""
-    groups = _groups(metrics)
+    """One figure per run with a panel per metric group; None when no metric has a valid [step, number]."""
+    series = {str(k): pts for k, v in metrics.items() if (pts := _points(v))}
+    groups = _groups(list(series))
     if not groups:
         return None
     ncols = min(3, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False, layout="constrained"
+    )
     for ax, (title, names) in zip(axes.flat, groups, strict=False):
         for name in names:
-            pts = [
-                (float(p[0]), float(p[1]))
-                for p in metrics[name]
-                if isinstance(p, (list, tuple))
-                and len(p) >= 2
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[:2])
-            ]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1.2, label=_plain(name, 30))
+            pts = series[name]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1.2, label=_plain(name, 30))
         ax.set_title(_plain(title, 40), fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)

@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 NOT_RUN = "not run"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+_MD_SPECIAL = re.compile(r"([\\`*|~]|\](?=[(\[:])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_MD_BLOCK_START = re.compile(r"^([#+-](?=\s|$)|[-=]+$)")
+_MD_ORDERED = re.compile(r"^(\d+)([.)])(?=\s|$)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -39,7 +41,9 @@ def esc(text: object) -> str:
 def md_inline(text: object) -> str:
     """Neutralise text for inline Markdown: HTML escaped, Markdown punctuation backslashed, one line."""
     one_line = " ".join(_CONTROL.sub("", str(text)).split())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _MD_BLOCK_START.sub(r"\\\1", escaped)
+    return _MD_ORDERED.sub(r"\1\\\2", escaped)
 
 
 def md_code_block(text: str) -> str:
