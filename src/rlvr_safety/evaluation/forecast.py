@@ -187,9 +187,9 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
 
     fc = forecast(g_rows, s_rows, beta, prompt_ids=[p["prompt_id"] for p in prompt_rows], top_k=top_k,
                   n_resamples=n_resamples, alpha=alpha, seed=seed)
-    for i, row in enumerate(prompt_rows):
+    for i, entry in enumerate(prompt_rows):
         lo, hi = prompt_drift_ci(g_rows[i], s_rows[i], fc.beta, n_resamples, alpha, seed + i)
-        row.update({"n_samples": int(g_rows[i].size), "success_rate": float(g_rows[i].mean()),
+        entry.update({"n_samples": int(g_rows[i].size), "success_rate": float(g_rows[i].mean()),
                     "ref_safety": float(fc.ref_safety[i]), "optimum_safety": float(fc.optimum_safety[i]),
                     "drift": float(fc.drift[i]), "drift_ci": [min(lo, fc.drift[i]), max(hi, fc.drift[i])],
                     "cov": float(fc.cov[i]), "dual_use": bool(fc.dual_use[i]),
@@ -211,8 +211,8 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
 
     top = []
     for t in fc.top_dual_use:
-        row = prompt_rows[t["index"]]
-        top.append({k2: row[k2] for k2 in ("prompt_id", "benchmark", "label", "prompt", "cov", "drift", "drift_ci",
+        chosen = prompt_rows[t["index"]]
+        top.append({k2: chosen[k2] for k2 in ("prompt_id", "benchmark", "label", "prompt", "cov", "drift", "drift_ci",
                                            "success_rate", "ref_safety", "optimum_safety")})
 
     if fc.dual_use_fraction == 0:
