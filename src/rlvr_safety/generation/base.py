@@ -73,6 +73,14 @@ def get_generator(backend: str, model_spec: str, **options: Any) -> Generator:
 
         loaded = resolve_model(model_spec, device=options.get("device"), dtype=options.get("dtype"))
         return HFGenerator(loaded.model, loaded.tokenizer)
-    if backend in ("vllm", "openai"):
-        raise UserError(f"the {backend!r} generation backend is not implemented yet; use --backend hf")
+    if backend == "openai":
+        from .openai_backend import OpenAIGenerator
+
+        # The model spec is the server's model name; device/dtype belong to in-process backends only.
+        allowed = ("base_url", "timeout", "retries", "backoff_s", "concurrency")
+        return OpenAIGenerator(model_spec, **{k: options[k] for k in allowed if options.get(k) is not None})
+    if backend == "vllm":
+        from .vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(model_spec, **{k: v for k, v in options.items() if v is not None and k != "device"})
     raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
