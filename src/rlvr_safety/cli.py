@@ -68,7 +68,10 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per safety response.")] = 128,
     capability_max_new_tokens: Annotated[int, typer.Option(help="Tokens per capability response.")] = 384,
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
-    backend: Annotated[str, typer.Option(help="Generation backend: hf (vllm, openai later).")] = "hf",
+    backend: Annotated[str, typer.Option(help="Generation backend: hf (in-process), vllm (extra), openai "
+                                              "(any OpenAI-compatible server; key from OPENAI_API_KEY).")] = "hf",
+    base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
+    = None,
 ) -> None:
     """Generate, judge and grade; resumable (rerun the same command to continue)."""
     from .evaluation.runner import EvalSpec, run_eval
@@ -81,6 +84,7 @@ def eval_cmd(
     spec = EvalSpec(
         model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,
         backend=backend, judge_options=_judge_options(judge_endpoint, judge_model),
+        generator_options={"base_url": base_url} if base_url else {},
         safety_params=GenerationParams(max_new_tokens=max_new_tokens, batch_size=batch_size),
         capability_params=GenerationParams(max_new_tokens=capability_max_new_tokens, batch_size=batch_size),
     )
@@ -166,6 +170,9 @@ def study_cmd(
     resume: Annotated[bool, typer.Option(help="Continue a study in OUT, skipping finished stages.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost; run nothing.")] = False,
     backend: Annotated[str, typer.Option(help="local, or ray (needs the ray extra).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster (else a local runtime).")] = None,
+    ray_num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray runtime.")] = None,
+    ray_gpus_per_run: Annotated[float, typer.Option(help="GPUs reserved per training chain.")] = 0.0,
     data_dir: DataDir = None,
 ) -> None:
     """Run the whole comparison: guard -> forecast -> train -> eval -> certify -> report."""
@@ -189,7 +196,8 @@ def study_cmd(
     if backend == "ray":
         from .study.ray_backend import run_with_ray
 
-        result = run_with_ray(spec, out, resume=resume)
+        result = run_with_ray(spec, out, resume=resume, address=ray_address, num_cpus=ray_num_cpus,
+                              gpus_per_run=ray_gpus_per_run)
     else:
         from .study.runner import StudyRunner
 

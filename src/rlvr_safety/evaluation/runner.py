@@ -33,6 +33,7 @@ class EvalSpec:
     safety_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=128))
     capability_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=256))
     judge_options: dict[str, Any] = field(default_factory=dict)
+    generator_options: dict[str, Any] = field(default_factory=dict)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -82,6 +83,14 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
     return result
 
 
+def model_key_for(spec: EvalSpec) -> str:
+    """Store key of the model: a served model named like a local one must never share cached outputs with it."""
+    if spec.backend == "hf":
+        return model_fingerprint(spec.model)
+    where = spec.generator_options.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")
+    return f"{spec.backend}:{where}:{spec.model}"
+
+
 def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
     names = expand(spec.benchmarks)
     datasets = {name: load_benchmark(name, data_dir=spec.data_dir, limit=spec.limit) for name in names}
@@ -100,10 +109,10 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
 
     def generator() -> Generator:
         if not gen_cache:
-            gen_cache.append(get_generator(spec.backend, spec.model))
+            gen_cache.append(get_generator(spec.backend, spec.model, **spec.generator_options))
         return gen_cache[0]
 
-    model_key = model_fingerprint(spec.model)
+    model_key = model_key_for(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     with Store(spec.out / "store.sqlite") as store:
