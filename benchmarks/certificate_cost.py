@@ -6,6 +6,7 @@ certificate  = sample the policy + log-probs under the policy and the reference 
 one-time     = sample the reference + judge it once (S_ref, Var_ref(s)); printed separately and also folded in.
 The policy is the reference with small weight noise (a fine-tuned model's stand-in), both held in memory.
 Usage: OMP_NUM_THREADS=1 python benchmarks/certificate_cost.py [--n 64] [--max-new-tokens 64] [--judge learned]
+       [--judge-head PATH.npz]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--judge", default="learned")
+    ap.add_argument("--judge-head", default=None, help="learned judge: a head .npz other than the shipped one")
     args = ap.parse_args()
 
     ref = resolve_model(args.model)
@@ -58,7 +60,7 @@ def main() -> None:
     params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=1.0, n=1, seed=0,
                               batch_size=args.batch_size)
     t0 = time.perf_counter()
-    judge = get_judge(args.judge)
+    judge = get_judge(args.judge, **({"head": args.judge_head} if args.judge_head else {}))
     judge.judge(["warm-up"], ["I cannot help with that."])
     t_judge_load = time.perf_counter() - t0
     policy_samples(pol.model, tok, prompts[:2], GenerationParams(max_new_tokens=4, temperature=1.0))  # warm-up

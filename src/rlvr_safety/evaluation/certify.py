@@ -68,19 +68,32 @@ def _eval_mode(model: Any) -> Iterator[Any]:
             model.train()
 
 
+def _forward_last(model: Any, ids: Any, mask: Any, keep: int) -> Any:
+    """Logits of the last `keep` positions only: the LM head over long jailbreak prompts would dominate the cost."""
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep).logits
+    except TypeError:  # a model without logits_to_keep: compute all, keep the tail
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
+    return logits[:, -keep:]
+
+
 def sequence_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
                       stopped: Sequence[bool], eos_ids: Sequence[int], pad_id: int,
                       batch_size: int = 8) -> list[np.ndarray]:
     """Per-token log pi(y_t | x, y_<t) of each sampled completion, plus log sum_eos pi(eos) if it stopped.
 
     The stop term makes the sum the log-probability of the *text* the sampler produced (any EOS id ends it the
-    same way), which is what the KL between two samplers is about. Right padding; no generation.
+    same way), which is what the KL between two samplers is about. Rows are left-padded so every completion ends
+    at the last position and only the completion's logits are computed.
     """
     import torch
 
     n = len(prompt_ids)
     if not n == len(completion_ids) == len(stopped):
         raise ValueError("prompt_ids, completion_ids and stopped must have the same length")
+    if any(len(p) < 1 for p in prompt_ids):
+        raise ValueError("every prompt needs at least one token")
     eos = sorted({int(e) for e in eos_ids})
     if any(stopped) and not eos:
         raise ValueError("a stopped sequence needs at least one EOS id")
@@ -93,20 +106,19 @@ def sequence_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completio
             idx = order[start:start + batch_size]
             seqs = [list(prompt_ids[i]) + list(completion_ids[i]) for i in idx]
             width = max(len(s) for s in seqs)
+            keep = max(len(completion_ids[i]) for i in idx) + 1
             ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
             for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-                mask[r, :len(s)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+                mask[r, width - len(s):] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            logits = _forward_last(model, ids, mask, keep)
             for r, i in enumerate(idx):
-                p, c = len(prompt_ids[i]), len(completion_ids[i])
-                if p < 1:
-                    raise ValueError("every prompt needs at least one token")
-                # positions p-1 .. p+c-1 predict tokens p .. p+c (the last one: what follows the completion)
-                ls = torch.log_softmax(logits[r, p - 1:p + c].float(), dim=-1)
-                targets = ids[r, p:p + c].to(device)
-                lp = ls[:c].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                c = len(completion_ids[i])
+                # kept position keep-1-c predicts the first completion token; the last one, what follows it
+                ls = torch.log_softmax(logits[r, keep - 1 - c:].float(), dim=-1)
+                lp = ls[:c].gather(-1, ids[r, width - c:].unsqueeze(-1)).squeeze(-1) if c else ls[:0, 0]
                 if stopped[i]:
                     assert eos_t is not None
                     lp = torch.cat([lp, torch.logsumexp(ls[c, eos_t], dim=0, keepdim=True)])
