@@ -208,7 +208,7 @@ def study_cmd(
     if summary.exists():
         import json
 
-        console.print(summary_headline(json.loads(summary.read_text())), markup=False, highlight=False)
+        print(summary_headline(json.loads(summary.read_text())), flush=True)  # plain: a table must not wrap
     console.print(f"study finished in {result['seconds']:.0f}s; report: {out / 'report.html'}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,20 @@ def _samples(eval_dir: Path, model_id: str) -> list[dict[str, Any]]:
              "label": r["label"]} for r in rows]
 
 
+def certificate_for_report(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """certify's certificate.json (per-group entries wrapping a Certificate) -> the report's flatter schema."""
+    if not raw:
+        return None
+    overall = raw.get("overall") or {}
+    return {
+        "overall": overall.get("certificate"),
+        "per_benchmark": {name: e.get("certificate") for name, e in (raw.get("per_benchmark") or {}).items()},
+        "measured": overall.get("measured"),
+        "violations": [v.get("message", str(v)) if isinstance(v, dict) else str(v) for v in raw.get("violations", [])],
+        "notes": raw.get("notes", []),
+    }
+
+
 def _judge_info(models: list[dict[str, Any]]) -> dict[str, Any] | None:
     for m in models:
         for metrics in (m.get("eval") or {}).values():
@@ -80,7 +95,8 @@ def write_summary(runner: StudyRunner) -> Path:
     for run in expand_runs(spec):
         train = runner.artifacts(f"train:{run.id}")
         evals = _read(runner.artifacts(f"eval:{run.id}").get("metrics")) or {}
-        cert = _read(runner.artifacts(f"certify:{run.id}").get("certificate")) if spec.certificate.enabled else None
+        cert = (certificate_for_report(_read(runner.artifacts(f"certify:{run.id}").get("certificate")))
+                if spec.certificate.enabled else None)
         fc = forecasts.get(f"{run.domain}@b{run.beta:g}") if run.beta is not None else None
         models.append({"id": run.id, "method": run.method, "algorithm": run.algorithm, "domain": run.domain,
                        "beta": run.beta, "seed": run.seed, "path": train.get("model"),
@@ -89,7 +105,6 @@ def write_summary(runner: StudyRunner) -> Path:
         curves[run.id] = _curves(train.get("store"))
         samples += _samples(out / "evals" / run.id, run.id)
     study_row = runner.store.query("SELECT started FROM runs WHERE run_id='study'")
-    import time
 
     summary = {
         "study": {"name": spec.name, "preset": None, "spec": json.loads(spec.model_dump_json()),
