@@ -5,6 +5,7 @@ models of the real architectures (Llama for Llama Guard / HarmBench-Llama, Mistr
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -309,3 +310,24 @@ def test_scripted_outputs_end_to_end(
     (verdict,) = cls(model_id, loaded=(model, tok)).judge(["prompt"], ["response"])
     assert verdict.ok and verdict.refused is refused and verdict.harmful == harmful
     assert verdict.extra["refusal_known"] is (cls is WildGuardJudge)
+
+
+def test_real_loading_path_from_local_folder(tmp_path: Path) -> None:
+    """make_hf_classifier(<folder>) loads through rlvr_safety.models (safetensors, no remote code)."""
+    tok = _tokenizer(LLAMA_GUARD_TEMPLATE)
+    folder = tmp_path / "tiny-llama-guard-3"
+    _model("llama", tok).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    judge = make_hf_classifier(str(folder), device="cpu", max_new_tokens=3)
+    assert isinstance(judge, LlamaGuardJudge) and judge.name == f"hf:{folder}"
+    verdicts = judge.judge(["q"], ["a"])
+    assert len(verdicts) == 1 and verdicts[0].label == "error"
+
+
+def test_strongreject_on_local_tiny_model() -> None:
+    from rlvr_safety.judges.strongreject import HFChatBackend, StrongRejectJudge
+
+    tok = _tokenizer(None)
+    backend = HFChatBackend(loaded=(_model("llama", tok), tok), max_new_tokens=4, batch_size=2)
+    verdicts = StrongRejectJudge(backend=backend).judge(["q1", "q2", "q3"], ["a1", "a2", "a3"])
+    assert [v.label for v in verdicts] == ["error"] * 3  # garbage from a random model is never "safe"

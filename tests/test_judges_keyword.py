@@ -71,3 +71,17 @@ def test_registry_names_and_unknown() -> None:
         get_judge("hf:some-org/not-a-known-classifier")
     with pytest.raises(UserError, match="takes no options"):
         get_judge("keyword", foo=1)
+
+
+def test_build_judge_maps_cli_flags() -> None:
+    from rlvr_safety.judges import build_judge
+
+    assert build_judge("keyword").name == "keyword"
+    local = build_judge("llama-guard-3-8b", judge_model="/models/lg3")
+    assert local.name == "llama-guard-3-8b" and local.version.startswith("/models/lg3")
+    with pytest.raises(UserError, match="--judge-endpoint only applies"):
+        build_judge("keyword", judge_endpoint="http://127.0.0.1:1/v1")
+    with pytest.raises(UserError, match="--judge-model does not apply"):
+        build_judge("learned", judge_model="x")
+    with pytest.raises(UserError, match="--judge-model"):
+        build_judge("strongreject", judge_endpoint="http://127.0.0.1:1/v1")

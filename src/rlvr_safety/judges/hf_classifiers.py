@@ -161,7 +161,7 @@ class HFClassifierJudge:
             from rlvr_safety.models import resolve_model  # never trust_remote_code; safetensors only
 
             result = resolve_model(self.model_id, device=self._device, dtype=self._dtype)
-            self._loaded = (result.model, result.tokenizer) if hasattr(result, "model") else tuple(result)
+            self._loaded = (result.model, result.tokenizer)
         return self._loaded  # type: ignore[return-value]
 
     def render(self, tokenizer: Any, prompt: str, response: str) -> str:
@@ -334,12 +334,17 @@ def _short_name(model_id: str) -> str:
     return f"hf:{model_id}"
 
 
-def make_hf_classifier(model_id: str, **options: Any) -> HFClassifierJudge:
-    """The judge class matching the id's family (Llama Guard, WildGuard, HarmBench); unknown -> UserError."""
-    family = hf_family(model_id)
+def make_hf_classifier(model_id: str, family: str | None = None, **options: Any) -> HFClassifierJudge:
+    """The judge class for a family (default: guessed from the id: Llama Guard, WildGuard, HarmBench).
+
+    An id of no known family raises UserError.
+    """
+    family = family or hf_family(model_id)
     if family is None:
         raise UserError(
             f"no known prompt format for classifier {model_id!r}; use a Llama Guard 3, WildGuard or HarmBench "
             f"classifier id (e.g. {', '.join(HF_JUDGE_IDS.values())})"
         )
+    if family not in _FAMILIES:
+        raise UserError(f"unknown classifier family {family!r}; use one of {', '.join(_FAMILIES)}")
     return _FAMILIES[family](model_id, **options)

@@ -54,7 +54,10 @@ def _hf(model_id: str) -> Callable[..., Judge]:
     def make(**options: Any) -> Judge:
         from rlvr_safety.judges.hf_classifiers import make_hf_classifier
 
-        return make_hf_classifier(options.pop("model_id", model_id), **options)
+        # the family (prompt format) and name come from the registered id, even when model_id points at a local copy
+        family = hf_family(model_id)
+        name = next((n for n, known in HF_JUDGE_IDS.items() if known == model_id), None)
+        return make_hf_classifier(options.pop("model_id", model_id), family=family, name=name, **options)
 
     return make
 
@@ -83,3 +86,27 @@ def get_judge(name: str, **options: Any) -> Judge:
         f"unknown judge {name!r}; choose one of {', '.join(list_judges())} or hf:<model_id> "
         "(a Llama Guard, WildGuard or HarmBench classifier id)"
     )
+
+
+def build_judge(
+    name: str,
+    judge_endpoint: str | None = None,
+    judge_model: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+) -> Judge:
+    """What the CLI calls for --judge / --judge-endpoint / --judge-model: flags mapped onto get_judge options.
+
+    strongreject: --judge-endpoint URL --judge-model NAME (OpenAI-compatible server), or --judge-model SPEC alone
+    (local model). HF classifiers: --judge-model overrides the model id (e.g. a local copy). Flags a judge cannot use
+    raise UserError rather than being silently ignored.
+    """
+    key = name.strip().lower()
+    if key == "strongreject":
+        return get_judge(key, endpoint=judge_endpoint, model=judge_model, api_key_env=api_key_env)
+    if judge_endpoint:
+        raise UserError(f"--judge-endpoint only applies to --judge strongreject, not {name!r}; remove it")
+    if judge_model:
+        if key in HF_JUDGE_IDS or key.startswith("hf:"):
+            return get_judge(key, model_id=judge_model)
+        raise UserError(f"--judge-model does not apply to --judge {name!r}; remove it")
+    return get_judge(name)

@@ -244,7 +244,8 @@ class HFChatBackend:
             raise UserError(
                 "strongreject needs a judge model: pass --judge-model SPEC (or --judge-endpoint URL)"
             )
-        self.model_name = model or getattr(getattr(loaded[0], "config", None), "_name_or_path", "local")  # type: ignore[index]
+        config = getattr(loaded[0], "config", None) if loaded is not None else None
+        self.model_name: str = model or str(getattr(config, "_name_or_path", "") or "local")
         self._spec = model
         self._loaded = loaded
         self._device = device
@@ -256,7 +257,7 @@ class HFChatBackend:
             from rlvr_safety.models import resolve_model
 
             result = resolve_model(self._spec, device=self._device)  # type: ignore[arg-type]
-            self._loaded = (result.model, result.tokenizer) if hasattr(result, "model") else tuple(result)
+            self._loaded = (result.model, result.tokenizer)
         return self._loaded  # type: ignore[return-value]
 
     def complete_batch(self, conversations: Sequence[list[dict[str, str]]]) -> list[str | Exception]:
@@ -313,13 +314,16 @@ class StrongRejectJudge:
         max_new_tokens: int = 512,
         health_check: bool = True,
     ) -> None:
-        if backend is None:
+        chosen: ChatBackend
+        if backend is not None:
+            chosen = backend
+        else:
             if endpoint:
                 if not model:
                     raise UserError(
                         "--judge-endpoint needs --judge-model NAME (the model the server should run)"
                     )
-                backend = OpenAIChatBackend(
+                chosen = OpenAIChatBackend(
                     endpoint,
                     model,
                     api_key_env=api_key_env,
@@ -331,9 +335,9 @@ class StrongRejectJudge:
                     health_check=health_check,
                 )
             else:
-                backend = HFChatBackend(model, max_new_tokens=max_new_tokens)
-        self.backend = backend
-        self.version = f"{RUBRIC_VERSION}/{backend.model_name}"
+                chosen = HFChatBackend(model, max_new_tokens=max_new_tokens)
+        self.backend = chosen
+        self.version = f"{RUBRIC_VERSION}/{chosen.model_name}"
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
         """One verdict per pair; unparseable replies and failed requests give label "error"."""
