@@ -36,6 +36,12 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         (["eval", "--model", "/no/such/model", "--benchmark", "xstest", "--out", "{tmp}"], ["/no/such/model"]),
         (["eval", "--model", "default", "--out", "{tmp}"], ["--suite"]),
         (["data", "show", "nope"], ["nope"]),
+        (["train", "--recipe", "nope", "--out", "{tmp}"], ["nope"]),
+        (["train", "--recipe", "rlvr", "--set", "bogus=1", "--out", "{tmp}"], ["bogus"]),
+        (["study", "--preset", "nope", "--out", "{tmp}"], ["nope"]),
+        (["study", "--out", "{tmp}"], ["--preset"]),
+        (["forecast", "--model", "default", "--task", "arithmetic", "--beta", "0", "--out", "{tmp}"], ["--beta"]),
+        (["report", "{tmp}"], ["summary.json"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, tmp_path, data_dir, args, needles):
@@ -81,3 +87,9 @@ def test_eval_cli_writes_metrics(monkeypatch, capsys, tmp_path, data_dir, tiny_m
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmarks"]["xstest"]["n"] == 2
     assert "xstest" in stdout
+
+
+def test_study_dry_run_prints_plan(monkeypatch, capsys):
+    code, out, err = run_cli(monkeypatch, capsys, "study", "--preset", "paper", "--out", "/nonexistent/x", "--dry-run")
+    assert code == 0, err
+    assert "training_runs: 234" in out and "report" in out

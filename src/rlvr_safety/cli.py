@@ -161,6 +161,80 @@ def train_cmd(
     console.print_json(json.dumps(info, default=str))
 
 
+# theory as tools --------------------------------------------------------------------------------------------------
+@app.command("forecast")
+def forecast_cmd(
+    model: Annotated[str, typer.Option(help="Reference model spec.")],
+    task: Annotated[str, typer.Option(help="Training prompts: a benchmark, suite or comma list (e.g. arithmetic,"
+                                           "advbench).")],
+    beta: Annotated[float, typer.Option(help="KL coefficient of the planned RLVR run (> 0).")],
+    out: Annotated[Path, typer.Option(help="Output folder (forecast.json, store.sqlite).")],
+    k: Annotated[int, typer.Option(help="Samples per prompt.")] = 8,
+    limit: Annotated[int | None, typer.Option(help="At most N prompts per benchmark.")] = 32,
+    judge: Annotated[str, typer.Option(help="Safety judge.")] = "keyword",
+    reward: Annotated[str | None, typer.Option(help="Reward for every prompt (default: each task's verifier).")]
+    = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 128,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Before training: forecast the safety drift of the KL-regularised optimum from reference samples."""
+    import json
+
+    from .evaluation.forecast import run_forecast
+    from .paths import data_dir as resolve_data_dir
+
+    if beta <= 0:
+        raise UserError(f"--beta must be > 0 for a forecast (the optimum is a tilt by exp(g/beta)); got {beta}")
+    result = run_forecast(model=model, task=task, beta=beta, out=out, k=k, limit=limit, judge=judge,
+                          data_dir=resolve_data_dir(data_dir), seed=seed, max_new_tokens=max_new_tokens,
+                          reward=reward)
+    console.print_json(json.dumps({key: result.get(key) for key in ("summary", "top_dual_use", "notes")},
+                                  default=str))
+    console.print(f"wrote {out / 'forecast.json'}")
+
+
+@app.command("certify")
+def certify_cmd(
+    policy: Annotated[str, typer.Option(help="Fine-tuned model spec.")],
+    reference: Annotated[str, typer.Option(help="Reference model spec (before fine-tuning).")],
+    out: Annotated[Path, typer.Option(help="Output folder (certificate.json, store.sqlite).")],
+    suite: Annotated[str, typer.Option(help="Safety probe suite or benchmark.")] = "safety5",
+    limit: Annotated[int | None, typer.Option(help="Probe prompts per benchmark.")] = 50,
+    judge: Annotated[str, typer.Option(help="Judge for the reference (and the policy with --measure).")]
+    = "keyword",
+    measure: Annotated[bool, typer.Option(help="Also judge the policy: measured drift vs each bound.")] = False,
+    k: Annotated[int, typer.Option(help="Samples per probe prompt.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 64,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Certified floor S(policy) >= S_ref - bound from log-probs (no judge call on the policy)."""
+    from .evaluation.certify import run_certify
+    from .paths import data_dir as resolve_data_dir
+
+    result = run_certify(policy=policy, reference=reference, out=out, suite=suite, limit=limit, judge=judge,
+                         measure=measure, data_dir=resolve_data_dir(data_dir), k=k, seed=seed,
+                         max_new_tokens=max_new_tokens)
+    table = Table(title="certified safety floors (conservative)")
+    for col in ("group", "S_ref", "KL k1", "pinsker", "bretagnolle_huber", "chi2"):
+        table.add_column(col)
+    groups = {"overall": result["overall"], **result["per_benchmark"]}
+    for name, entry in groups.items():
+        cert = entry.get("certificate") or {}
+        floors = entry.get("floors") or {}
+        table.add_row(name, _num(cert.get("s_ref")), _num(cert.get("kl_k1")),
+                      *(_num(floors.get(b)) for b in ("pinsker", "bretagnolle_huber", "chi2")))
+    console.print(table)
+    for v in result.get("violations", []):
+        err_console.print(f"[bold red]BOUND VIOLATED[/]: {v['message']}", highlight=False)
+    console.print(f"wrote {out / 'certificate.json'}")
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 # study and report ----------------------------------------------------------------------------------------------
 @app.command("study")
 def study_cmd(
