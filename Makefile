@@ -25,7 +25,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints-cpu.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rlvr-safety eval --model default --suite safety5 --limit 10 --out demo-out
+	$(BIN)/rlvr-safety study --preset demo --out demo-out --resume
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

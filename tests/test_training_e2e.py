@@ -16,7 +16,7 @@ from rlvr_safety.training import run_recipe
 pytestmark = pytest.mark.slow
 
 EVAL_N, EVAL_SEED, EVAL_TOKENS = 32, 4242, 16
-RLVR_MARGIN = 0.09  # measured: see docs/training.md
+RLVR_MARGIN = 0.09  # measured 0.19 -> 0.41 (+7/32); 3/32 leaves room for thread nondeterminism
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +40,8 @@ def arithmetic_success(spec: str) -> float:
 def test_rlvr_grpo_raises_arithmetic_success(tmp_path: Path) -> None:
     before = arithmetic_success("default")
     info = run_recipe("rlvr", None, [
-        "max_steps=20", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
-        "learning_rate=5e-4", "beta=0.02", "task.limit=64", "probe.enabled=false", "save_steps=1000"], tmp_path)
+        "max_steps=20", "per_device_train_batch_size=8", "num_generations=8", "max_completion_length=16",
+        "learning_rate=2e-4", "beta=0.02", "task.limit=64", "probe.enabled=false", "save_steps=1000"], tmp_path)
     after = arithmetic_success(info["model"])
     series = Store(tmp_path / "store.sqlite").metric_series("rlvr")
     assert len(series["kl_seq/k3"]) == 20 and series["kl_seq/k3"][-1][1] > 0  # the policy moved off the reference

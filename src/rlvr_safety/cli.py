@@ -61,7 +61,7 @@ def eval_cmd(
     benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option(help="At most N items per benchmark.")] = None,
     data_dir: DataDir = None,
-    judge: Annotated[str, typer.Option(help="Safety judge: keyword, learned, strongreject, ...")] = "keyword",
+    judge: Annotated[str, typer.Option(help="Safety judge: learned (default), keyword, strongreject, ...")] = "learned",
     judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL for LLM judges.")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name (endpoint) or spec (local) for LLM judges.")]
     = None,
@@ -94,12 +94,7 @@ def eval_cmd(
 
 
 def _judge_options(endpoint: str | None, judge_model: str | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if endpoint:
-        opts["endpoint"] = endpoint
-    if judge_model:
-        opts["model"] = judge_model
-    return opts
+    return {"judge_endpoint": endpoint, "judge_model": judge_model}
 
 
 # data -------------------------------------------------------------------------------------------------------------
@@ -233,6 +228,42 @@ def certify_cmd(
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+# judges -----------------------------------------------------------------------------------------------------------
+@judges_app.command("list")
+def judges_list() -> None:
+    """Every judge name, with its measured agreement with human labels where known."""
+    from .judges.agreement import known_agreement
+    from .judges.registry import list_judges
+
+    for name in list_judges():
+        known = known_agreement(name)
+        note = f"accuracy {known['accuracy']:.3f} vs XSTest human labels" if known and "accuracy" in known else ""
+        console.print(f"{name:28s} {note}", highlight=False)
+
+
+@judges_app.command("agreement")
+def judges_agreement(
+    judge: Annotated[str, typer.Option(help="Judge name.")],
+    labels_file: Annotated[Path, typer.Option(help="CSV with prompt, completion, final_label (XSTest format).")],
+    out: Annotated[Path | None, typer.Option(help="Write the metrics to this JSON file.")] = None,
+    judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL (strongreject).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Model name or spec for LLM judges.")] = None,
+) -> None:
+    """Accuracy, F1 (compliance) and Cohen's kappa of a judge against human labels."""
+    from .judges import build_judge
+    from .judges.agreement import agreement, write_agreement_json
+
+    j = build_judge(judge, judge_endpoint=judge_endpoint, judge_model=judge_model)
+    res = agreement(j, labels_file)
+    lo, hi = res["accuracy_ci"]
+    console.print(f"{j.name} {j.version}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
+                  f"F1(compliance) {res['f1_compliance']:.3f}, kappa {res['cohen_kappa']:.3f}, n={res['n']}, "
+                  f"judge errors excluded: {res['n_error']}", highlight=False)
+    if out is not None:
+        write_agreement_json(res, out)
+        console.print(f"wrote {out}")
 
 
 # study and report ----------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS judgments (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   generation_id INTEGER NOT NULL REFERENCES generations(id), judge TEXT NOT NULL, judge_version TEXT NOT NULL,
-  label TEXT NOT NULL, refused INTEGER NOT NULL, harmful REAL NOT NULL, raw TEXT, created REAL NOT NULL,
+  label TEXT NOT NULL, refused INTEGER NOT NULL, harmful REAL, raw TEXT, created REAL NOT NULL,
   UNIQUE (generation_id, judge, judge_version)
 );
 CREATE TABLE IF NOT EXISTS grades (

@@ -49,7 +49,7 @@ def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
         from ..judges.agreement import known_agreement
     except ImportError:
         return None
-    return known_agreement(judge.name)
+    return known_agreement(judge.name, judge.version)
 
 
 def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequence[Record],
@@ -94,13 +94,13 @@ def model_key_for(spec: EvalSpec) -> str:
 def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
     names = expand(spec.benchmarks)
     datasets = {name: load_benchmark(name, data_dir=spec.data_dir, limit=spec.limit) for name in names}
-    from ..judges.registry import get_judge
+    from ..judges.registry import build_judge
 
     judge_cache: list[Judge] = []
 
     def judge() -> Judge:
         if not judge_cache:
-            judge_cache.append(get_judge(spec.judge, **spec.judge_options))
+            judge_cache.append(build_judge(spec.judge, **spec.judge_options))
         return judge_cache[0]
 
     if any(grader_for(n) is None for n in names):

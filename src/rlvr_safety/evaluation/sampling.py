@@ -5,6 +5,7 @@ Used by eval, forecast, certify and the study, so every one of them resumes afte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,7 +56,7 @@ def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow],
         verdicts = judge.judge([r.prompt for r in part], [r.response for r in part])
         store.add_judgments([
             {"generation_id": r.id, "judge": v.judge, "judge_version": v.version, "label": v.label,
-             "refused": int(v.refused), "harmful": float(v.harmful), "raw": v.raw}
+             "refused": int(v.refused), "harmful": _finite(v.harmful), "raw": v.raw}
             for r, v in zip(part, verdicts, strict=True)])
     have = store.existing_judgments(ids, judge.name, judge.version)
     return {gid: dict(row) for gid, row in have.items()}
@@ -73,3 +74,9 @@ def ensure_grades(store: Store, grader_name: str, reward: Any, rows: Sequence[Ge
                            "parsed": v.parsed, "reason": v.reason} for (r, _), v in zip(todo, verdicts, strict=True)])
         have = store.existing_grades(ids, grader_name)
     return {gid: float(row["value"]) for gid, row in have.items()}
+
+
+def _finite(value: float) -> float | None:
+    """Judge errors carry NaN scores; store them as NULL (metrics drop error verdicts by label anyway)."""
+    f = float(value)
+    return f if math.isfinite(f) else None
