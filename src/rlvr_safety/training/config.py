@@ -235,7 +235,9 @@ def load_config(recipe: str, path: str | Path | None, overrides: list[str] | Non
 def check_ppo_available() -> None:
     """PPO needs a value head; the pinned TRL has no PPO trainer, so say so instead of faking it with GRPO."""
     import importlib.util
+    import os
 
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # probing for the module is not using it
     if importlib.util.find_spec("trl") is not None and importlib.util.find_spec("trl.experimental.ppo") is not None:
         raise UserError("algorithm 'ppo': trl.experimental.ppo exists in this TRL but is not wired up yet; "
                         "use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp")
