@@ -171,3 +171,16 @@ def test_rlhf_trains_reward_model_then_rl(tiny: Path, tmp_path: Path) -> None:
     assert "loss" in store.metric_series("reward_model")
     series = store.metric_series("rlhf")
     assert "rewards/learned_rm/mean" in series and "success_rate" in series and "kl_seq/k3" in series
+
+
+def test_rlvr_config_wires_the_live_certificate(tiny: Path, tmp_path: Path) -> None:
+    """certificate.enabled in an RL config adds the certificate monitor: floors and KL are logged with the run."""
+    info = run_recipe("rlvr", None, _rl(tiny, "lora.enabled=false", "certificate.enabled=true", "certificate.every=1",
+                                        "certificate.n=1", "certificate.k=1", "certificate.max_new_tokens=4",
+                                        "certificate.benchmarks=[harmbench]"), tmp_path)
+    assert info["steps"] == 2
+    series = Store(tmp_path / "store.sqlite").metric_series("rlvr")
+    for key in ("cert/kl_k1", "cert/floor", "cert/s_ref"):
+        assert key in series and len(series[key]) >= 1, key
+    s_ref = series["cert/s_ref"][-1][1]
+    assert 0.0 <= series["cert/floor"][-1][1] <= s_ref <= 1.0

@@ -44,6 +44,21 @@ class ProbeConfig(_Strict):
     max_new_tokens: int = Field(default=32, ge=1)
 
 
+class CertificateMonitorConfig(_Strict):
+    """Live safety certificate (RL recipes): every `every` steps, certified floor S >= S_ref - bound from log-probs
+    on the first `n` harmful prompts of each benchmark; with `safety_budget` training stops (checkpoint saved) once
+    the conservative floor falls below S_ref - safety_budget. S_ref is judged once, on reference samples."""
+
+    enabled: bool = False
+    every: int = Field(default=10, ge=1)
+    benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "strongreject", "xstest"])
+    n: int = Field(default=4, ge=1)
+    judge: str = "keyword"
+    k: int = Field(default=2, ge=1, description="policy samples per probe prompt")
+    max_new_tokens: int = Field(default=32, ge=1)
+    safety_budget: float | None = Field(default=None, gt=0.0, le=1.0)
+
+
 class CommonConfig(_Strict):
     """Settings every recipe shares (model, optimisation, checkpointing, logging, safety monitoring)."""
 
@@ -97,6 +112,7 @@ class RLConfig(CommonConfig):
     mask_truncated_completions: bool = False
     success_threshold: float = Field(default=1.0, description="a completion succeeds when its verifier reward >= this")
     record_rollouts: bool = Field(default=False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
+    certificate: CertificateMonitorConfig = Field(default_factory=lambda: CertificateMonitorConfig())
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:

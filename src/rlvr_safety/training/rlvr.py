@@ -207,6 +207,18 @@ def build_trainer(cfg: RLConfig, out: Path, reward_funcs: list[Any] | None = Non
         loo_advantages=cfg.algorithm == "rloo", record_rollouts=cfg.record_rollouts, kl_ref_model=kl_ref)
 
 
+def certificate_monitor(cfg: RLConfig) -> Any:
+    """The live certificate monitor when configured (built before the trainer so config errors come first)."""
+    c = cfg.certificate
+    if not c.enabled:
+        return None
+    from .certificate_callback import build_certificate_monitor
+
+    return build_certificate_monitor(benchmarks=c.benchmarks, n=c.n, judge=c.judge, every=c.every, k=c.k,
+                                     max_new_tokens=c.max_new_tokens, safety_budget=c.safety_budget,
+                                     data_dir=cfg.data_dir, seed=cfg.seed)
+
+
 def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
         reward_funcs: list[Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train with RL and save DIR/model atomically; metrics go to DIR/store.sqlite and report_to."""
@@ -215,10 +227,11 @@ def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
     store = common.open_store(out)
     store.start_run(kind, kind, cfg.model_dump())
     probe = common.probe_monitor(cfg)
+    cert = certificate_monitor(cfg)
     t0 = time.time()
     try:
         trainer = build_trainer(cfg, out, reward_funcs=reward_funcs)
-        cb = common.make_run_callback(store, kind, trainer.processing_class, [probe], trainer.reference_handle())
+        cb = common.make_run_callback(store, kind, trainer.processing_class, [probe, cert], trainer.reference_handle())
         cb.attach(trainer)
         result = common.train(trainer, out, resume)
         common.save_model_atomic(trainer.model, trainer.processing_class, out / common.MODEL_SUBDIR)
