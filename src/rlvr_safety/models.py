@@ -182,9 +182,8 @@ def resolve_model(spec: str, device: str | None = None, dtype: str | None = None
 
             base_spec = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
             base = AutoModelForCausalLM.from_pretrained(resolve_source(base_spec), dtype=torch_dtype)
-            model = PeftModel.from_pretrained(base, source)
-            if merge_adapter:
-                model = model.merge_and_unload()
+            peft_model = PeftModel.from_pretrained(base, source)
+            model = peft_model.merge_and_unload() if merge_adapter else peft_model
         else:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
     except UserError:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import UserError
 
-DOMAINS = ("arithmetic", "gsm8k", "math", "code", "ifeval")
+Domain = Literal["arithmetic", "gsm8k", "math", "code", "ifeval"]
 DOMAIN_TASKS = {"arithmetic": "arithmetic", "gsm8k": "gsm8k-train", "math": "math-train", "code": "mbpp",
                 "ifeval": "ifeval"}
 RL_ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
@@ -66,8 +66,7 @@ class StudySpec(_Strict):
     name: str = "study"
     base_models: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     guard: GuardSettings = Field(default_factory=GuardSettings)
-    domains: list[Literal["arithmetic", "gsm8k", "math", "code", "ifeval"]] = Field(
-        default_factory=lambda: ["arithmetic"], min_length=1)
+    domains: list[Domain] = Field(default_factory=lambda: list[Domain](["arithmetic"]), min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["sft", "rlvr:grpo"], min_length=1)
     betas: list[float] = Field(default_factory=lambda: [0.05], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
