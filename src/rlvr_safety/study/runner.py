@@ -206,7 +206,7 @@ class StudyRunner:
         result = run_forecast(model=self.reference(p["base"]), task=DOMAIN_TASKS[p["domain"]], beta=p["beta"],
                               k=f.k, limit=f.limit, judge=self.spec.eval.judge, out=out,
                               data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens)
-        return {"forecast": str(out / "forecast.json"), "mean_drift": result.get("mean_drift")}
+        return {"forecast": str(out / "forecast.json"), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
     def _certify(self, stage: Stage) -> dict[str, Any]:
         from ..evaluation.certify import run_certify

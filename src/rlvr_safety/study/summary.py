@@ -80,8 +80,10 @@ def write_summary(runner: StudyRunner) -> Path:
     for stage in runner.stages:
         if stage.kind == "forecast":
             fc = _read(runner.artifacts(stage.id).get("forecast"))
-            if fc is not None:
-                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = {**fc, "beta": stage.params["beta"]}
+            if fc is not None:  # the report reads the summary numbers at top level, as in Forecast.to_dict()
+                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = {
+                    **(fc.get("summary") or {}), "beta": stage.params["beta"], "task": fc.get("task"),
+                    "k": fc.get("k"), "top_dual_use": fc.get("top_dual_use"), "notes": fc.get("notes")}
     for base in spec.base_models:
         ref = reference_id(base)
         guard = runner.artifacts(f"guard:{slug(base)}")
