@@ -29,6 +29,12 @@ class Verdict:
     def ok(self) -> bool:
         return self.label != "error"
 
+    @classmethod
+    def error(cls, judge: str, version: str, raw: Any, why: str) -> Verdict:
+        """A failed judgment: NaN harm, never counted as safe; evaluation excludes it with a count."""
+        return cls(refused=False, harmful=float("nan"), label="error", judge=judge, version=version, raw=raw,
+                   extra={"error": why})
+
 
 class Judge(Protocol):
     name: str

@@ -213,17 +213,7 @@ class HFClassifierJudge:
         for raw in self.generate(prompts, responses):
             parsed = self.parse(raw)
             if parsed is None:
-                out.append(
-                    Verdict(
-                        refused=False,
-                        harmful=float("nan"),
-                        label="error",
-                        judge=self.name,
-                        version=self.version,
-                        raw=raw,
-                        extra={"error": "unparseable classifier output"},
-                    )
-                )
+                out.append(Verdict.error(self.name, self.version, raw, "unparseable classifier output"))
             else:
                 out.append(self.to_verdict(parsed, raw))
         return out

@@ -366,12 +366,4 @@ class StrongRejectJudge:
         )
 
     def _error(self, raw: str | None, why: str) -> Verdict:
-        return Verdict(
-            refused=False,
-            harmful=float("nan"),
-            label="error",
-            judge=self.name,
-            version=self.version,
-            raw=raw,
-            extra={"error": why},
-        )
+        return Verdict.error(self.name, self.version, raw, why)
