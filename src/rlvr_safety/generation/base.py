@@ -12,6 +12,14 @@ from ..errors import UserError
 Prompt = str | list[dict[str, str]]  # plain user text, or a chat message list
 
 
+def chat_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The chat message list for a prompt, with the system prompt first unless the prompt carries its own."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system_prompt and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling settings; temperature 0 means greedy. `n` samples per prompt."""

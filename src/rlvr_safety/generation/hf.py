@@ -11,21 +11,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .base import Completion, GenerationParams, Prompt
-
-
-def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if system_prompt and not any(m.get("role") == "system" for m in messages):
-        messages = [{"role": "system", "content": system_prompt}, *messages]
-    return messages
+from .base import Completion, GenerationParams, Prompt, chat_messages
 
 
 def encode_prompt(tokenizer: Any, prompt: Prompt, system_prompt: str | None = None) -> list[int]:
     """Token ids the model sees: the chat template with the assistant turn opened, or raw text without one."""
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
-            to_messages(prompt, system_prompt), add_generation_prompt=True, tokenize=True, return_dict=False)
+            chat_messages(prompt, system_prompt), add_generation_prompt=True, tokenize=True, return_dict=False)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return [int(t) for t in ids]

@@ -26,20 +26,12 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import UserError
-from .base import Completion, GenerationParams, Prompt
+from .base import Completion, GenerationParams, Prompt, chat_messages
 
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 60.0
-
-
-def chat_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict[str, str]]:
-    """The chat message list for a prompt, with the system prompt first unless the prompt carries its own."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if system_prompt and not any(m.get("role") == "system" for m in messages):
-        messages = [{"role": "system", "content": system_prompt}, *messages]
-    return messages
 
 
 def chat_url(base_url: str) -> str:

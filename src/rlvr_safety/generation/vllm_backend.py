@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .base import Completion, GenerationParams, Prompt
-from .openai_backend import chat_messages
+from .base import Completion, GenerationParams, Prompt, chat_messages
 
 VLLM_HINT = "the vllm backend needs the vllm extra: pip install 'rlvr-safety[vllm]'"
 
