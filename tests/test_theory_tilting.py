@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from rlvr_safety.theory import (
@@ -100,11 +100,20 @@ def test_every_bound_dominates_drift_at_the_optimum(prob: tuple, beta: float) ->
     assert optimum_bound(p, g, beta) <= 1 / math.sqrt(2 * beta) + TOL
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 8).flatmap(lambda n: st.tuples(distributions(n), distributions(n))), st.data())
-def test_every_bound_dominates_drift_for_any_policy(pq: tuple, data: st.DataObject) -> None:
-    p, q = pq
-    s = np.array(data.draw(st.lists(unit, min_size=p.size, max_size=p.size)))
+@st.composite
+def policy_problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = draw(st.integers(1, 8))
+    p, q = draw(distributions(n)), draw(distributions(n))
+    s = np.array(draw(st.lists(unit, min_size=n, max_size=n)))
+    return p, q, s
+
+
+# The counterexample hypothesis once found: q outside p's support with Var_p(s) = 0 gave chi2 bound 0 x inf = 0.
+@settings(max_examples=300, deadline=None)
+@given(policy_problems())
+@example((np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+def test_every_bound_dominates_drift_for_any_policy(problem: tuple) -> None:
+    p, q, s = problem
     d = abs(float(np.dot(q - p, s)))
     for name, value in bounds(p, q, s).items():
         assert value >= d - TOL, name
@@ -215,6 +224,26 @@ def test_kl_and_chi2_infinite_off_support() -> None:
     assert math.isinf(chi2([0.5, 0.5], [1.0, 0.0]))
     assert kl([1.0, 0.0], [0.5, 0.5]) == pytest.approx(math.log(2))
     assert math.isinf(bounds([1.0, 0.0], [0.5, 0.5], [0.0, 1.0])["pinsker"])
+
+
+def test_zero_variance_never_hides_off_support_mass() -> None:
+    # p is a point mass on a safe path, q moves all mass to an unsafe one: drift -1, Var_p(s) = 0, chi2 = inf.
+    b = bounds([0.0, 1.0], [1.0, 0.0], [0.0, 1.0])
+    assert math.isinf(b["chi2"]) and math.isinf(b["bernstein"]) and math.isinf(b["pinsker"])
+    assert b["tv"] == pytest.approx(1.0) and b["bretagnolle_huber"] == pytest.approx(1.0)
+
+
+def test_bernstein_bound_hand_computed_and_tighter_when_s_nearly_constant() -> None:
+    from rlvr_safety.theory import bernstein_bound, pinsker_bound
+
+    assert bernstein_bound(0.25, 0.18) == pytest.approx(math.sqrt(2 * 0.25 * 0.18) + 0.06)
+    assert bernstein_bound(0.0, 0.3) == pytest.approx(0.1)
+    assert bernstein_bound(0.01, 0.02) < pinsker_bound(0.02)  # sqrt(4e-4) + 0.0067 = 0.027 < 0.1
+    # a two-point example where the bound is nearly attained to first order: p = (1-e, e), q = (1-2e, 2e)
+    e = 1e-3
+    p, q, s = np.array([1 - e, e]), np.array([1 - 2 * e, 2 * e]), np.array([1.0, 0.0])
+    b = bounds(p, q, s)
+    assert abs(float((q - p) @ s)) <= b["bernstein"] < b["pinsker"]
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,19 @@ from numpy.typing import ArrayLike
 from rlvr_safety.theory._checks import FloatArray, as_beta, as_distribution, as_unit
 
 __all__ = [
+    "bernstein_bound",
     "binary_drift",
     "binary_tilt",
     "bounds",
+    "bretagnolle_huber_bound",
     "chi2",
+    "chi2_bound",
     "delta_success",
     "drift",
     "kl",
     "log_partition",
     "optimum_bound",
+    "pinsker_bound",
     "tilt",
     "tv",
 ]
@@ -124,10 +128,44 @@ def tv(q: ArrayLike, p: ArrayLike) -> float:
     return 0.5 * float(np.sum(np.abs(qq - pp)))
 
 
-def bounds(p: ArrayLike, q: ArrayLike, s: ArrayLike) -> dict[str, float]:
-    """Four upper bounds on |E_q s - E_p s| valid for any q when s is in [0, 1].
+def pinsker_bound(divergence: float) -> float:
+    """sqrt(KL / 2) >= TV >= |drift|; +inf stays +inf."""
+    return math.sqrt(divergence / 2) if math.isfinite(divergence) else math.inf
 
-    Keys: tv, pinsker, bretagnolle_huber, chi2 (Cauchy-Schwarz: sqrt(Var_p(s) * chi2(q || p))).
+
+def bretagnolle_huber_bound(divergence: float) -> float:
+    """sqrt(1 - e^{-KL}) >= TV >= |drift|; below 1 for every finite KL, 1 at KL = +inf."""
+    return math.sqrt(-math.expm1(-divergence))
+
+
+def bernstein_bound(variance: float, divergence: float) -> float:
+    """sqrt(2 Var_p(s) KL) + KL / 3 >= |drift| for s in [0, 1] (Donsker-Varadhan with Bernstein's MGF bound).
+
+    For X = s - E_p s <= 1, log E_p e^{lam X} <= Var lam^2 / (2 (1 - lam / 3)) for 0 < lam < 3, and
+    lam (E_q s - E_p s) <= KL(q || p) + log E_p e^{lam X}; optimising lam gives the bound (applied to s and to
+    1 - s, which has the same variance). It is small when s is nearly constant under p, where Pinsker is not.
+    """
+    if not math.isfinite(divergence):
+        return math.inf
+    return math.sqrt(2 * max(0.0, variance) * divergence) + divergence / 3
+
+
+def chi2_bound(variance: float, chi: float) -> float:
+    """sqrt(Var_p(s) chi2(q || p)) (Cauchy-Schwarz), with 0 x inf = inf.
+
+    The identity E_q s - E_p s = E_p[(q/p - 1)(s - E_p s)] needs q << p; where q has mass outside p's support
+    chi2 is +inf and no variance makes the bound small (p = [0, 1], q = [1, 0], s = [0, 1]: drift 1, Var_p 0).
+    """
+    if not math.isfinite(chi):
+        return math.inf
+    return math.sqrt(max(0.0, variance) * chi)
+
+
+def bounds(p: ArrayLike, q: ArrayLike, s: ArrayLike) -> dict[str, float]:
+    """Five upper bounds on |E_q s - E_p s| valid for any q when s is in [0, 1].
+
+    Keys: tv, pinsker, bretagnolle_huber, bernstein (sqrt(2 Var_p(s) KL) + KL/3), chi2
+    (Cauchy-Schwarz: sqrt(Var_p(s) * chi2(q || p))). A bound is +inf where its divergence is.
     """
     qq, pp = _pair(q, p)
     ss = as_unit(s, "s", like=pp)
@@ -136,9 +174,10 @@ def bounds(p: ArrayLike, q: ArrayLike, s: ArrayLike) -> dict[str, float]:
     chi = _chi2(qq, pp)
     return {
         "tv": 0.5 * float(np.sum(np.abs(qq - pp))),
-        "pinsker": math.sqrt(divergence / 2),
-        "bretagnolle_huber": math.sqrt(-math.expm1(-divergence)),
-        "chi2": 0.0 if var_s == 0 else math.sqrt(var_s * chi),
+        "pinsker": pinsker_bound(divergence),
+        "bretagnolle_huber": bretagnolle_huber_bound(divergence),
+        "bernstein": bernstein_bound(var_s, divergence),
+        "chi2": chi2_bound(var_s, chi),
     }
 
 
