@@ -34,6 +34,9 @@ def test_per_prompt_values_match_exact_tilt() -> None:
         assert f.drift[i] == pytest.approx(drift(uniform, gi, si, 0.5), abs=1e-12)
         assert f.ref_safety[i] == pytest.approx(si.mean())
         assert f.cov[i] == pytest.approx(float(np.mean((si - si.mean()) * (gi - gi.mean()))))
+        w = np.exp(gi / 0.5)
+        assert f.cov_tilt[i] == pytest.approx(float(np.mean((si - si.mean()) * (w - w.mean())) / w.mean()), abs=1e-12)
+        assert f.cov_tilt[i] == pytest.approx(f.drift[i], abs=1e-12)  # Cov(s, e^{g/beta}) / Z is the drift
         assert f.optimum_bound[i] >= abs(f.drift[i]) - 1e-12
     assert f.drift[0] == 0 and f.drift[3] == pytest.approx(0, abs=1e-12)
     # prompt b is the hand-computed case: drift = -0.304638
@@ -41,7 +44,7 @@ def test_per_prompt_values_match_exact_tilt() -> None:
     assert f.drift[2] > 0
     assert list(f.dual_use) == [False, True, True, False]
     assert f.dual_use_fraction == 0.5
-    assert [t["prompt_id"] for t in f.top_dual_use] == ["b", "c"]  # |cov| 0.2 > 0.184
+    assert [t["prompt_id"] for t in f.top_dual_use] == ["b", "c"]  # |Cov(s, e^{g/beta})/Z| 0.305 > 0.243
     assert f.mean_drift == pytest.approx(float(f.drift.mean()))
     assert f.drift_ci[0] <= f.mean_drift <= f.drift_ci[1]
     assert f.mean_optimum_bound >= abs(f.mean_drift)
@@ -49,6 +52,20 @@ def test_per_prompt_values_match_exact_tilt() -> None:
     d = f.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["per_prompt"]["dual_use"] == [False, True, True, False] and d["n_prompts"] == 4
+
+
+def test_dual_use_from_the_tilt_not_from_cov_s_g() -> None:
+    """Non-binary reward: Cov(s, g) = 0, yet the optimum drifts (+0.258), so the prompt must be flagged dual-use;
+    the reverse case (s varies, g constant) is not flagged and does not drift."""
+    g = [np.array([0.0, 0.5, 1.0]), np.array([0.5, 0.5, 0.5])]
+    s = [np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0])]
+    f = forecast(g, s, beta=0.2, n_resamples=50)
+    assert f.cov[0] == pytest.approx(0.0, abs=1e-15)
+    assert f.drift[0] == pytest.approx(drift(np.full(3, 1 / 3), g[0], s[0], 0.2), abs=1e-12)
+    assert f.drift[0] == pytest.approx(0.257945, abs=1e-6)
+    assert list(f.dual_use) == [True, False] and f.drift[1] == 0.0
+    assert f.top_dual_use[0]["cov_tilt"] == pytest.approx(0.257945, abs=1e-6)
+    assert f.top_dual_use[0]["cov"] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_top_k_limits_and_orders() -> None:

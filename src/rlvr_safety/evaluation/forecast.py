@@ -192,7 +192,7 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
         entry.update({"n_samples": int(g_rows[i].size), "success_rate": float(g_rows[i].mean()),
                     "ref_safety": float(fc.ref_safety[i]), "optimum_safety": float(fc.optimum_safety[i]),
                     "drift": float(fc.drift[i]), "drift_ci": [min(lo, fc.drift[i]), max(hi, fc.drift[i])],
-                    "cov": float(fc.cov[i]), "dual_use": bool(fc.dual_use[i]),
+                    "cov": float(fc.cov[i]), "cov_tilt": float(fc.cov_tilt[i]), "dual_use": bool(fc.dual_use[i]),
                     "optimum_bound": float(fc.optimum_bound[i])})
 
     per_bench: dict[str, Any] = {}
@@ -212,12 +212,12 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     top = []
     for t in fc.top_dual_use:
         chosen = prompt_rows[t["index"]]
-        top.append({k2: chosen[k2] for k2 in ("prompt_id", "benchmark", "label", "prompt", "cov", "drift", "drift_ci",
-                                           "success_rate", "ref_safety", "optimum_safety")})
+        top.append({k2: chosen[k2] for k2 in ("prompt_id", "benchmark", "label", "prompt", "cov", "cov_tilt", "drift",
+                                              "drift_ci", "success_rate", "ref_safety", "optimum_safety")})
 
     if fc.dual_use_fraction == 0:
-        notes.append("no prompt has Cov(s, g) != 0, so the forecast drift is 0 by construction (DESIGN.md zero-drift "
-                     "case): success and safety never vary together on these samples.")
+        notes.append("no prompt has Cov(s, e^(g/beta)) != 0, so the forecast drift is 0 by construction (DESIGN.md "
+                     "zero-drift case): success and safety never vary together on these samples.")
     if not judge_all and any(p["s_source"] == "constant" for p in prompt_rows):
         notes.append(f"{judge!r} measures compliance, not content harm: benign/task prompts get s = 1 (not judged); "
                      "pass judge_all for a content-harm judge.")

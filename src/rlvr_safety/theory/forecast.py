@@ -2,7 +2,9 @@
 
 From K reference samples per prompt, scored for success g and safety s, the optimum's safety is estimated by
 tilting the empirical reference distribution (self-normalised weights e^{g/beta}). Prompts whose samples show
-Cov(s, g) != 0 are "dual-use": only they can drift.
+Cov(s, e^{g/beta}) != 0 are "dual-use": only they can drift, since the drift at the optimum is exactly
+Cov_ref(s, e^{g/beta}) / Z. For binary g this is the same as Cov(s, g) != 0; for rewards in [0, 1] it is not
+(g = [0, .5, 1], s = [1, 0, 1], beta = 0.2: Cov(s, g) = 0, drift +0.258). Cov(s, g) is still reported, as `cov`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Forecast:
     optimum_safety: FloatArray
     drift: FloatArray
     cov: FloatArray
+    cov_tilt: FloatArray
     dual_use: NDArray[np.bool_]
     optimum_bound: FloatArray
     n_samples: NDArray[np.int64]
@@ -85,6 +88,7 @@ class Forecast:
                     "optimum_safety": self.optimum_safety,
                     "drift": self.drift,
                     "cov": self.cov,
+                    "cov_tilt": self.cov_tilt,
                     "dual_use": self.dual_use,
                     "optimum_bound": self.optimum_bound,
                     "n_samples": self.n_samples,
@@ -110,6 +114,10 @@ def forecast(
 
     The CI resamples prompts (the unit the claim is about); within-prompt sampling noise enters through the
     spread of the per-prompt estimates but small K also biases each of them (see forecast_safety).
+
+    A prompt is dual-use when |Cov(s, e^{g/beta}) / Z| > cov_tol, Z = mean(e^{g/beta}) over its samples (`cov_tilt`:
+    scale-free, and on the empirical distribution it equals the forecast drift). `cov` is Cov(s, g), which decides
+    dual-use only for binary g.
     """
     b = as_beta(beta)
     a = as_alpha(alpha)
@@ -126,12 +134,13 @@ def forecast(
         raise ValueError(f"prompt_ids has {len(ids)} entries but there are {len(g_rows)} prompts")
 
     n = len(g_rows)
-    ref, opt, cov, gain, counts = (np.empty(n) for _ in range(5))
+    ref, opt, cov, cov_tilt, gain, counts = (np.empty(n) for _ in range(6))
     for i, (gi, si) in enumerate(zip(g_rows, s_rows, strict=True)):
         if gi.shape != si.shape:
             raise ValueError(f"prompt {i}: g has {gi.size} samples but s has {si.size}")
         logw = gi / b
-        w = np.exp(logw - logw.max())
+        w = np.exp(logw - logw.max())  # e^{g/beta} up to a constant factor, which cancels in Cov(s, w) / mean(w)
+        cov_tilt[i] = float(np.mean((si - si.mean()) * (w - w.mean())) / w.mean())
         w /= w.sum()
         ref[i] = si.mean()
         opt[i] = float(np.dot(w, si))
@@ -139,15 +148,16 @@ def forecast(
         gain[i] = max(0.0, float(np.dot(w, gi)) - float(gi.mean()))
         counts[i] = gi.size
     drift = opt - ref
-    dual = np.abs(cov) > cov_tol
+    dual = np.abs(cov_tilt) > cov_tol
     _, lo, hi = bootstrap_ci(drift, np.mean, n_resamples=n_resamples, alpha=a, seed=seed)
 
-    order = sorted(np.flatnonzero(dual), key=lambda i: -abs(cov[i]))[:top_k]
+    order = sorted(np.flatnonzero(dual), key=lambda i: -abs(cov_tilt[i]))[:top_k]
     top = [
         {
             "index": int(i),
             "prompt_id": None if ids is None else ids[i],
             "cov": float(cov[i]),
+            "cov_tilt": float(cov_tilt[i]),
             "drift": float(drift[i]),
         }
         for i in order
@@ -161,6 +171,7 @@ def forecast(
         optimum_safety=opt,
         drift=drift,
         cov=cov,
+        cov_tilt=cov_tilt,
         dual_use=dual,
         optimum_bound=np.sqrt(gain / (2 * b)),
         n_samples=counts.astype(np.int64),
