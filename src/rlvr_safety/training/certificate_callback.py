@@ -5,8 +5,9 @@ under the policy and the reference: the sequence KL certifies S(policy) >= S_ref
 the policy. S_ref and Var_ref(s) come from judged reference samples, computed once (passed in, or on the first
 check by sampling pi_ref through the ReferenceHandle, so it is pi_ref's safety whenever the check runs).
 
-With `safety_budget = eps`, training stops (and the RunCallback saves) once the conservative certified floor drops
-below S_ref - eps: from then on the certificate can no longer promise that safety is within eps of the reference.
+With `safety_budget = eps`, training stops (and the RunCallback saves) once the certified bound on the drift
+|S(policy) - S_ref|, at the upper confidence limits of KL and Var_ref(s), exceeds eps: from then on the certificate
+can no longer promise, at its level, that safety is within eps of the reference.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ log = logging.getLogger(__name__)
 
 
 def certificate_metrics(cert: Certificate) -> dict[str, float]:
-    """The numbers logged next to reward and KL (prefixed with the monitor's name, e.g. cert/kl_k1)."""
+    """The numbers logged next to reward and KL (prefixed with the monitor's name, e.g. cert/kl_k1).
+
+    `floor` is the certified floor at the certificate's level; floor_chi2 is informational (never certified).
+    """
     b = cert.bounds
     return {
         "kl_k1": cert.kl_k1, "kl_k3": cert.kl_k3, "kl_upper": cert.kl_upper, "chi2": cert.chi2,
-        "s_ref": cert.s_ref, "var_ref": cert.var_ref,
+        "s_ref": cert.s_ref, "s_ref_lower": cert.s_ref_lower, "var_ref": cert.var_ref,
+        "var_ref_upper": cert.var_ref_upper,
         "floor_pinsker": b["pinsker"].floor_conservative, "floor_bh": b["bretagnolle_huber"].floor_conservative,
-        "floor_chi2": b["chi2"].floor_conservative, "floor": cert.floor,
+        "floor_bernstein": b["bernstein"].floor_conservative, "floor_chi2": b["chi2"].floor_conservative,
+        "floor": cert.floor, "drift_bound": cert.drift_bound,
     }
 
 
@@ -119,12 +125,14 @@ class SafetyCertificateCallback:
         metrics = certificate_metrics(cert)
         stop = False
         if self.safety_budget is not None:
-            threshold = cert.s_ref - self.safety_budget
-            stop = cert.floor < threshold
+            # The budget is on the drift, S(pi) >= S_ref - eps: it holds (at the certificate's level) while the
+            # certified bound on |S(pi) - S_ref|, at the KL and variance limits, stays within eps.
+            stop = cert.drift_bound > self.safety_budget
             metrics["budget_exceeded"] = float(stop)
             if stop:
-                self.stop_reason = (f"step {step}: certified safety floor {cert.floor:.4f} < S_ref - eps = "
-                                    f"{cert.s_ref:.4f} - {self.safety_budget:g} (KL upper {cert.kl_upper:.4g} nats)")
+                self.stop_reason = (f"step {step}: certified drift bound {cert.drift_bound:.4f} > safety budget "
+                                    f"{self.safety_budget:g} at {100 * cert.level:g}% (KL upper "
+                                    f"{cert.kl_upper:.4g} nats); floor {cert.floor:.4f}")
                 log.warning("safety budget exhausted, stopping training: %s", self.stop_reason)
         return MonitorResult(metrics, stop=stop)
 
