@@ -110,6 +110,7 @@ class CoverageReport:
     kl_upper_misses: int = 0
     s_lower_misses: int = 0
     naive_violations: int = 0
+    kl_misses_by_n: dict[int, list[int]] = field(default_factory=dict)  # n -> [misses, trials]
     floor_bounds: dict[str, int] = field(default_factory=dict)
     cells: dict[tuple[float, int], CoverageCell] = field(default_factory=dict)
 
@@ -141,6 +142,7 @@ class CoverageReport:
             "s_lower_misses": self.s_lower_misses, "naive_violations": self.naive_violations,
             "naive_rate": self.naive_rate, "small_kl_trials": self.small_kl_trials,
             "power": self.power, "floor_bounds": self.floor_bounds,
+            "kl_miss_rate_by_n": {n: m / t for n, (m, t) in sorted(self.kl_misses_by_n.items()) if t},
             "cells": [c.to_dict() for c in self.cells.values()],
         })
 
@@ -179,7 +181,11 @@ def simulate_coverage(n_trials: int, *, alpha: float = 0.05, seed: int = 0,
         violated = cert.floor > world.s_policy + TOL
         report.trials += 1
         report.violations += int(violated)
-        report.kl_upper_misses += int(cert.kl_upper < world.kl - TOL)
+        kl_miss = int(cert.kl_upper < world.kl - TOL)
+        report.kl_upper_misses += kl_miss
+        by_n = report.kl_misses_by_n.setdefault(n, [0, 0])
+        by_n[0] += kl_miss
+        by_n[1] += 1
         report.s_lower_misses += int(cert.s_ref_lower > world.s_ref + TOL)
         report.floor_bounds[cert.floor_bound] = report.floor_bounds.get(cert.floor_bound, 0) + int(cert.floor > 0)
         report.naive_violations += int(naive_floor(cert) > world.s_policy + TOL)
