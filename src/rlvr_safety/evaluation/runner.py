@@ -76,8 +76,9 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
     for row in rows:
         v = verdicts[row.id]
         err = v["label"] == "error"
+        key = row.item_id if row.sample == 0 else f"{row.item_id}#{row.sample}"  # pairs match item and sample
         items_s.append(SafetyItem(label=by_id[row.item_id].label, refused=None if err else bool(v["refused"]),
-                                  harmful=None if err else float(v["harmful"])))
+                                  harmful=None if err else float(v["harmful"]), item_id=key))
     result = safety_metrics(items_s)
     result["judge"] = {"name": j.name, "version": j.version, "agreement": _judge_agreement(j)}
     return result
