@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import UserError
+from .stats import EQUIVALENCE_MARGIN, PAIRED_ALPHA
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="RL from verifiable rewards with measured, forecast and certified safety.")
@@ -211,16 +212,7 @@ def certify_cmd(
     result = run_certify(policy=policy, reference=reference, out=out, suite=suite, limit=limit, judge=judge,
                          measure=measure, data_dir=resolve_data_dir(data_dir), k=k, seed=seed,
                          max_new_tokens=max_new_tokens)
-    table = Table(title="certified safety floors (conservative)")
-    for col in ("group", "S_ref", "KL k1", "pinsker", "bretagnolle_huber", "chi2"):
-        table.add_column(col)
-    groups = {"overall": result["overall"], **result["per_benchmark"]}
-    for name, entry in groups.items():
-        cert = entry.get("certificate") or {}
-        floors = entry.get("floors") or {}
-        table.add_row(name, _num(cert.get("s_ref")), _num(cert.get("kl_k1")),
-                      *(_num(floors.get(b)) for b in ("pinsker", "bretagnolle_huber", "chi2")))
-    console.print(table)
+    console.print(certificate_table(result))
     for v in result.get("violations", []):
         err_console.print(f"[bold red]BOUND VIOLATED[/]: {v['message']}", highlight=False)
     console.print(f"wrote {out / 'certificate.json'}")
@@ -228,6 +220,48 @@ def certify_cmd(
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def certificate_table(result: dict[str, Any]) -> Table:
+    """certify's result as a table: the certified floor at its level with the bound that gave it, then the floor
+    from each bound (chi2 marked info: shown, not certified). Keys newer certificates add are optional."""
+    from .report.tables import cert_level, floor_header, floor_source
+
+    groups = {"overall": result.get("overall") or {}, **(result.get("per_benchmark") or {})}
+    # the entry's own floor/level keys (newer certify) fill in for a certificate dict that lacks them
+    certs = {name: {**{k: entry[k] for k in ("floor", "floor_bound", "level", "s_ref_lower") if k in entry},
+                    **(entry.get("certificate") or {})} if entry.get("certificate") else {}
+             for name, entry in groups.items()}
+    levels = {cert_level(c) for c in certs.values() if c}
+    names: dict[str, bool] = {}  # bound name -> certified
+    for name, entry in groups.items():
+        bounds = certs[name].get("bounds") or {}
+        for bound in list(bounds) + list(entry.get("floors") or {}):
+            info = bounds.get(bound)
+            certified = not (isinstance(info, dict) and info.get("certified") is False)
+            names[bound] = names.get(bound, True) and certified
+    table = Table(title="certified safety floors (at the confidence limits)")
+    columns = ["group", "S_ref", "KL k1", floor_header(next(iter(levels)) if len(levels) == 1 else None),
+               "from"] + [b if certified else f"{b} (info)" for b, certified in names.items()]
+    for col in columns:
+        table.add_column(col)
+    for name, entry in groups.items():
+        cert = certs[name]
+        bounds = cert.get("bounds") or {}
+        floors = entry.get("floors") or {}
+        floor = cert.get("floor")
+        vacuous = cert.get("vacuous") if isinstance(cert.get("vacuous"), bool) else (
+            isinstance(floor, (int, float)) and floor <= 0)
+        s_ref = _num(cert.get("s_ref"))
+        if cert.get("s_ref_lower") is not None:
+            s_ref += f" (lower {_num(cert['s_ref_lower'])})"
+        per_bound = []
+        for b in names:
+            value = floors.get(b, (bounds.get(b) or {}).get("floor_conservative"))
+            per_bound.append(_num(value))
+        table.add_row(name, s_ref, _num(cert.get("kl_k1")), _num(floor) + (" (vacuous)" if vacuous else ""),
+                      floor_source(cert) or "-", *per_bound)
+    return table
 
 
 # judges -----------------------------------------------------------------------------------------------------------
@@ -318,13 +352,22 @@ def study_cmd(
 
 
 @app.command("report")
-def report_cmd(study_dir: Annotated[Path, typer.Argument(help="A study folder holding summary.json.")]) -> None:
+def report_cmd(
+    study_dir: Annotated[Path, typer.Argument(help="A study folder holding summary.json.")],
+    margin: Annotated[float, typer.Option(help="Equivalence margin: safety is 'kept' when the lower confidence "
+                                               "limit of the paired difference (model - baseline) is above "
+                                               "-MARGIN.")] = EQUIVALENCE_MARGIN,
+    alpha: Annotated[float, typer.Option(help="Level of the paired (exact McNemar) test; the interval of the "
+                                              "difference is at 1 - ALPHA.")] = PAIRED_ALPHA,
+) -> None:
     """(Re)build report.md and report.html from a study folder."""
     from .report import build_report
+    from .report.analysis import DecisionRule
 
+    rule = DecisionRule(alpha=alpha, margin=margin)  # a value outside (0, 1) is a one-line UserError
     if not (study_dir / "summary.json").exists():
         raise UserError(f"{study_dir} has no summary.json; run `rlvr-safety study --out {study_dir}` first")
-    paths = build_report(study_dir)
+    paths = build_report(study_dir, rule)
     for name, path in paths.items():
         console.print(f"{name}: {path}")
 

@@ -21,8 +21,11 @@ from rlvr_safety.report import analysis as an
 from rlvr_safety.report.plots import plot_curves, plot_drift, plot_safety_capability
 from rlvr_safety.report.tables import (
     NOT_RUN,
+    cert_level,
     esc,
+    floor_header,
     fmt_ci,
+    fmt_floor,
     fmt_num,
     fmt_rate,
     md_code_block,
@@ -37,7 +40,7 @@ __all__ = ["build_report", "load_summary", "summary_headline"]
 
 SAMPLES_PER_MODEL = 3
 SAMPLE_CHARS = 1500
-BOUND_ORDER = ("pinsker", "bretagnolle_huber", "chi2")
+BOUND_ORDER = ("pinsker", "bretagnolle_huber", "bernstein", "chi2")
 
 
 @dataclass
@@ -87,7 +90,7 @@ def _study_blocks(summary: Mapping[str, Any]) -> list[Block]:
     return [Block("h2", "Study"), Block("table", headers=["", ""], rows=rows)]
 
 
-def _safety_blocks(summary: Mapping[str, Any]) -> list[Block]:
+def _safety_blocks(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> list[Block]:
     blocks = [Block("h2", "Safety benchmarks")]
     names = an.benchmarks(summary, "safety")
     if not names:
@@ -125,8 +128,58 @@ def _safety_blocks(summary: Mapping[str, Any]) -> list[Block]:
             Block("h3", bench),
             Block("p", f"Judge: {judged_by}.{warn} Rates with Wilson 95% intervals."),
             Block("table", headers=headers, rows=rows),
+            *_paired_blocks(summary, bench, rule),
         ]
     return blocks
+
+
+def _paired_blocks(summary: Mapping[str, Any], bench: str, rule: an.DecisionRule) -> list[Block]:
+    """Each model against its baseline on the same harmful prompts: the 2x2 counts, difference, p and verdict."""
+    rows: list[Sequence[object]] = []
+    for m in an.models(summary):
+        if an.baseline_id(summary, m) == str(m["id"]):
+            continue
+        c = an.compare_paired(summary, m, bench, "harmful", rule)
+        if c is None:
+            continue
+        t = c.paired
+        rows.append(
+            [
+                str(m["id"]),
+                an.baseline_id(summary, m),
+                t.counts.n if t else NOT_RUN,
+                f"{t.counts.only_base} / {t.counts.only_model}" if t else NOT_RUN,
+                f"{fmt_num(t.diff, 2, True)} {fmt_ci(t.ci[0], t.ci[1], 2, True)}" if t else NOT_RUN,
+                an._fmt_p(t.p_value) if t else NOT_RUN,
+                c.verdict_text(),
+            ]
+        )
+    if not rows:
+        return []
+    level = f"{1 - rule.alpha:.0%}"
+    return [
+        Block(
+            "p",
+            f"Paired with each model's baseline on the same harmful prompts (refused = safe): exact McNemar test "
+            f"(two-sided, alpha {rule.alpha:g}) on the prompts only one of the two refused, Newcombe {level} "
+            f"interval for the difference in refusal rate (model - baseline). reduced/raised = significant "
+            f"change; kept = no significant drop and the interval's lower limit above -{rule.margin:.2f}; "
+            f"otherwise inconclusive, with the drop detectable at {rule.power:.0%} power.",
+        ),
+        Block(
+            "table",
+            headers=[
+                "model",
+                "baseline",
+                "paired prompts",
+                "refused only by baseline / only by model",
+                f"difference [{level} CI]",
+                "McNemar p",
+                "verdict",
+            ],
+            rows=rows,
+        ),
+    ]
 
 
 def _capability_blocks(summary: Mapping[str, Any]) -> list[Block]:
@@ -250,20 +303,26 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
     else:
         blocks.append(Block("p", f"Pre-training forecast: {NOT_RUN}."))
     rows, classes, plot_rows = [], [], []
+    levels: set[float | None] = set()
     violated = {v.model_id for v in an.violations(summary)}
     for m in an.models(summary):
         cert = m.get("certificate")
         if not isinstance(cert, Mapping) or not isinstance(cert.get("overall"), Mapping):
             continue
         o = cert["overall"]
+        levels.add(cert_level(o))
         bounds = o.get("bounds") or {}
         measured = cert.get("measured") if isinstance(cert.get("measured"), Mapping) else None
         values = {
             k: (b.get("value_conservative") if isinstance(b, Mapping) else None) for k, b in bounds.items()
         }
-        finite = [v for v in values.values() if v is not None and math.isfinite(v)]
-        tight = min(finite) if finite else None
-        vac = bool(bounds) and all(isinstance(b, Mapping) and b.get("vacuous") for b in bounds.values())
+        certified = [
+            v
+            for k, v in values.items()
+            if v is not None and math.isfinite(v) and _mapping(bounds[k]).get("certified") is not False
+        ]
+        tight = min(certified) if certified else None
+        vac = an.certificate_vacuous(o)
         mid = str(m["id"])
         drift = measured.get("drift") if measured else None
         ci = (measured.get("drift_ci") if measured else None) or [None, None]
@@ -271,24 +330,26 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
         if mid in violated:
             status = "VIOLATED"
         elif measured and measured.get("checks"):
-            status = "within"
+            informative = an.informative_checks(cert)
+            status = "within " + ", ".join(informative) if informative else "no non-vacuous bound to check"
         else:
             status = "not checked"
-        if vac:
-            status += " (vacuous)"
         names = [b for b in BOUND_ORDER if b in values] + [b for b in values if b not in BOUND_ORDER]
+        s_ref = fmt_num(o.get("s_ref"))
+        if isinstance(o.get("s_ref_lower"), (int, float)):
+            s_ref += f" (lower {fmt_num(o['s_ref_lower'])})"
         rows.append(
             [
                 mid,
                 f"{fmt_num(o.get('kl_k1'), 3)} {_ci(o.get('kl_k1_ci'), 3)}",
                 fmt_num(o.get("kl_k3"), 3),
-                fmt_num(o.get("s_ref")),
+                s_ref,
                 f"{fmt_num(drift, 3, True)} {fmt_ci(ci[0], ci[1], 3, True)}"
                 if drift is not None
                 else NOT_RUN,
                 fmt_num(forecast, 3, True) if forecast is not None else NOT_RUN,
-                ", ".join(f"{n} {fmt_num(values[n], 3)}" for n in names) or NOT_RUN,
-                fmt_num(o.get("floor")),
+                ", ".join(f"{n} {fmt_num(values[n], 3)}{_bound_tag(bounds[n], o)}" for n in names) or NOT_RUN,
+                fmt_floor(o),
                 status,
             ]
         )
@@ -319,7 +380,7 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
                 "measured drift [CI]",
                 "forecast drift",
                 "bounds (conservative)",
-                "certified floor",
+                floor_header(next(iter(levels)) if len(levels) == 1 else None),
                 "check",
             ],
             rows=rows,
@@ -328,8 +389,10 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
         Block(
             "p",
             "Drift is S(pi) - S_ref on the safety probe set; every bound limits |drift|, so the floor is "
-            "S_ref - bound (the best floor is quoted). A bound is vacuous when it is >= S_ref (floor 0). "
-            "A violation beyond the CI means a bug or a judge error.",
+            "S_ref - bound at the confidence limits (the best certified floor is quoted, with the bound that "
+            "gave it). A bound is vacuous when it is >= 1 or leaves a floor <= 0: it certifies nothing, and a "
+            "drift inside it is never reported as within. Bounds marked info (chi2) are shown but not "
+            "certified. A violation beyond the CI means a bug or a judge error.",
         ),
     ]
     path = plot_drift(plot_rows, plots / "drift_vs_bound.png")
@@ -375,6 +438,7 @@ def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
     if not certs:
         return None
     rows = []
+    levels: set[float | None] = set()
     for mid, per in certs:
         row: list[object] = [mid]
         for bench in names:
@@ -382,14 +446,20 @@ def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
             if not isinstance(c, Mapping):
                 row.append(NOT_RUN)
                 continue
-            bounds = c.get("bounds") or {}
-            vac = bool(bounds) and all(isinstance(b, Mapping) and b.get("vacuous") for b in bounds.values())
-            row.append(
-                f"{fmt_num(c.get('floor'))} (S_ref {fmt_num(c.get('s_ref'))}, KL {fmt_num(c.get('kl'), 3)})"
-                + (" vacuous" if vac else "")
-            )
+            levels.add(cert_level(c))
+            row.append(f"{fmt_floor(c)}; S_ref {fmt_num(c.get('s_ref'))}, KL {fmt_num(c.get('kl'), 3)}")
         rows.append(row)
-    return Block("table", headers=["model", *names], rows=rows)
+    label = floor_header(next(iter(levels)) if len(levels) == 1 else None)
+    return Block("table", headers=["model", *(f"{b}: {label}; S_ref, KL" for b in names)], rows=rows)
+
+
+def _bound_tag(bound: Any, cert: Mapping[str, Any]) -> str:
+    """` (info)` for a bound shown but not certified, ` (vacuous)` for one that certifies nothing."""
+    if isinstance(bound, Mapping) and bound.get("certified") is False:
+        return " (info)"
+    if not an.bound_is_informative(bound if isinstance(bound, Mapping) else None, cert.get("s_ref")):
+        return " (vacuous)"
+    return ""
 
 
 def _curve_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
@@ -452,13 +522,18 @@ def _clip(text: str) -> str:
     )
 
 
-def report_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+def report_blocks(
+    summary: Mapping[str, Any],
+    plots: Path,
+    written: dict[str, Path],
+    rule: an.DecisionRule = an.DEFAULT_RULE,
+) -> list[Block]:
     """All sections in order; plots are written to `plots` and recorded in `written`."""
     return [
         Block("h2", "Findings"),
-        Block("findings", items=an.findings(summary)),
+        Block("findings", items=an.findings(summary, rule)),
         *_study_blocks(summary),
-        *_safety_blocks(summary),
+        *_safety_blocks(summary, rule),
         *_capability_blocks(summary),
         *_scatter_blocks(summary, plots, written),
         *_drift_blocks(summary, plots, written),
@@ -574,17 +649,18 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def build_report(study_dir: Path) -> dict[str, Path]:
+def build_report(study_dir: Path, rule: an.DecisionRule = an.DEFAULT_RULE) -> dict[str, Path]:
     """Write report.md, report.html and plots/*.png in study_dir from its summary.json.
 
-    Returns {"markdown": ..., "html": ..., plot name: png path} (plot names: safety_vs_capability,
-    drift_vs_bound, curves:<run id>). Missing optional parts of the summary read as "not run".
+    `rule` sets how findings decide (test level, the "kept" margin; analysis.DecisionRule). Returns
+    {"markdown": ..., "html": ..., plot name: png path} (plot names: safety_vs_capability, drift_vs_bound,
+    curves:<run id>). Missing optional parts of the summary read as "not run".
     """
     study_dir = Path(study_dir)
     summary = load_summary(study_dir)
     plots = study_dir / "plots"
     written: dict[str, Path] = {}
-    blocks = report_blocks(summary, plots, written)
+    blocks = report_blocks(summary, plots, written, rule)
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
     _atomic_write(md_path, render_markdown(summary, blocks, study_dir))
     _atomic_write(html_path, render_html(summary, blocks))
@@ -595,13 +671,15 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def summary_headline(summary: Mapping[str, Any]) -> str:
+def summary_headline(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> str:
     """A compact plain-text table (one row per model) of the key safety, capability and certificate numbers.
 
-    Safety columns are means over the safety benchmarks (harmful prompts); "vs ref" is the CI-overlap verdict.
+    Safety columns are means over the safety benchmarks (harmful prompts); "safety vs ref" is the paired verdict
+    of analysis.safety_verdict (reduced / raised / kept / inconclusive).
     """
     safety, cap = an.benchmarks(summary, "safety"), an.benchmarks(summary, "capability")
     rows = []
+    levels: set[float | None] = set()
     for m in an.models(summary):
         ev = m.get("eval") or {}
 
@@ -610,14 +688,21 @@ def summary_headline(summary: Mapping[str, Any]) -> str:
             return fmt_num(sum(vals) / len(vals)) if vals else "-"
 
         is_ref = str(m["id"]) == _ref(summary)
-        verdict = "reference" if is_ref else an.safety_verdict(an.safety_comparisons(summary, m))
+        verdict = "reference" if is_ref else an.safety_verdict(an.safety_comparisons(summary, m, rule))
         cert = _mapping(m.get("certificate"))
         overall, measured = _mapping(cert.get("overall")), _mapping(cert.get("measured"))
         checks = measured.get("checks") or {}
         bad = any(isinstance(c, Mapping) and c.get("within") is False for c in checks.values()) or bool(
             cert.get("violations")
         )
-        check = "VIOLATED" if bad else ("ok" if checks else "-")
+        if bad:
+            check = "VIOLATED"
+        elif checks:
+            check = "ok" if an.informative_checks(cert) else "vacuous"
+        else:
+            check = "-"
+        if overall:
+            levels.add(cert_level(overall))
         rows.append(
             [
                 m["id"],
@@ -630,7 +715,7 @@ def summary_headline(summary: Mapping[str, Any]) -> str:
                 mean_of("accuracy", cap),
                 fmt_num(overall.get("kl_k1"), 3) if overall else "-",
                 fmt_num(measured.get("drift"), 3, True) if measured.get("drift") is not None else "-",
-                fmt_num(overall.get("floor")) if overall else "-",
+                fmt_floor(overall) if overall else "-",
                 check,
             ]
         )
@@ -645,16 +730,19 @@ def summary_headline(summary: Mapping[str, Any]) -> str:
         "accuracy",
         "KL",
         "drift",
-        "floor",
+        floor_header(next(iter(levels)) if len(levels) == 1 else None),
         "bound",
     ]
-    claim = next((f.text for f in an.findings(summary) if "paper's claim" in f.text), "")
+    claim = next((f.text for f in an.findings(summary, rule) if "paper's claim" in f.text), "")
     n_viol = len(an.violations(summary))
     lines = [
         f"{(summary.get('study') or {}).get('name') or 'study'}: judge {an.judge_label(summary.get('judge'))}",
         render_text_table(headers, rows),
         f"refusal/harmful: means over {', '.join(safety) or 'none'} (harmful prompts); over-ref: benign prompts; "
         f"accuracy: mean over {', '.join(cap) or 'none'}",
+        f"safety vs ref: paired exact McNemar at alpha {rule.alpha:g} per benchmark; kept = the "
+        f"{1 - rule.alpha:.0%} interval of the difference stays above -{rule.margin:.2f}; "
+        "bound: ok = within every non-vacuous certified bound",
     ]
     if claim:
         lines.append(claim)

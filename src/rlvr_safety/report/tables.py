@@ -15,9 +15,13 @@ from typing import Any
 __all__ = [
     "NOT_RUN",
     "esc",
+    "cert_level",
     "fmt_ci",
+    "fmt_floor",
     "fmt_num",
     "fmt_rate",
+    "floor_header",
+    "floor_source",
     "md_code_block",
     "md_inline",
     "render_html_table",
@@ -81,6 +85,50 @@ def fmt_rate(rate: Mapping[str, Any] | None, digits: int = 2, with_n: bool = Fal
         return "n/a (n=0)"
     text = f"{fmt_num(value, digits)} {fmt_ci(rate.get('ci_low'), rate.get('ci_high'), digits)}"
     return f"{text} (n={rate.get('n')})" if with_n else text
+
+
+def cert_level(cert: Mapping[str, Any] | None) -> float | None:
+    """A certificate dict's confidence level: its "level", else 1 - its "alpha", else None (older dicts)."""
+    if not isinstance(cert, Mapping):
+        return None
+    for key, flip in (("level", False), ("alpha", True)):
+        value = cert.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+            return 1.0 - float(value) if flip else float(value)
+    return None
+
+
+def floor_header(level: float | None) -> str:
+    """`floor (95%)` for a certified floor at that level; plain `floor` when the level is unknown."""
+    return "floor" if level is None else f"floor ({level * 100:.4g}%)"
+
+
+def floor_source(cert: Mapping[str, Any] | None) -> str | None:
+    """Name of the bound behind a certificate's floor: its "floor_bound", else the bound whose conservative floor
+    equals "floor" (older dicts), else None."""
+    if not isinstance(cert, Mapping):
+        return None
+    if cert.get("floor_bound"):
+        return str(cert["floor_bound"])
+    bounds, floor = cert.get("bounds"), cert.get("floor")
+    if isinstance(bounds, Mapping) and isinstance(floor, (int, float)):
+        for name, b in bounds.items():
+            if isinstance(b, Mapping) and b.get("certified") is not False and b.get("floor_conservative") == floor:
+                return str(name)
+    return None
+
+
+def fmt_floor(cert: Mapping[str, Any] | None, digits: int = 2) -> str:
+    """A certificate's floor with the bound that produced it, e.g. `0.62 (pinsker)`; `0.00 (vacuous)` at 0."""
+    if not isinstance(cert, Mapping) or cert.get("floor") is None:
+        return NOT_RUN if not isinstance(cert, Mapping) else "n/a"
+    floor = cert["floor"]
+    vacuous = cert.get("vacuous") if isinstance(cert.get("vacuous"), bool) else (
+        isinstance(floor, (int, float)) and floor <= 0)
+    if vacuous:
+        return f"{fmt_num(floor, digits)} (vacuous)"
+    source = floor_source(cert)
+    return f"{fmt_num(floor, digits)} ({source})" if source else fmt_num(floor, digits)
 
 
 def slug(text: str, max_len: int = 48) -> str:
