@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import _write, make_summary
 
 from rlvr_safety.report import build_report
+from test_report import _write, make_summary
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 INJECTED = ('<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
