@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from ..generation.base import GenerationParams, Generator
+from ..generation.base import GenerationParams, Generator, derive_seed
 from ..judges.base import Judge
 from ..store import GenerationRow, Store
 
@@ -19,7 +20,9 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
                        chunk: int | None = None, progress: bool = True) -> list[GenerationRow]:
     """Return rows for every (item_id, prompt) x params.n samples, generating only the missing ones.
 
-    `get_generator` is called lazily, so a fully cached run never loads a model.
+    `get_generator` is called lazily, so a fully cached run never loads a model. Each chunk samples on its own
+    random stream, named by the model, benchmark and the chunk's item ids: chunks, and the same items under another
+    model (policy and reference), never share noise.
     """
     key = params.key()
     have = store.existing_generations(model_key, benchmark, key)
@@ -30,7 +33,8 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
         step = chunk or max(params.batch_size * 2, 1)
         for start in range(0, len(missing), step):
             part = missing[start:start + step]
-            outs = generator.generate([p for _, p in part], params, progress=progress)
+            stream = f"{derive_seed(params.stream, model_key, benchmark, [item_id for item_id, _ in part]):x}"
+            outs = generator.generate([p for _, p in part], replace(params, stream=stream), progress=progress)
             rows = []
             for j, (item_id, prompt) in enumerate(part):
                 for s in range(params.n):

@@ -20,9 +20,21 @@ def chat_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict
     return messages
 
 
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from JSON-able parts: equal parts give the same seed, any difference an unrelated one."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings; temperature 0 means greedy. `n` samples per prompt."""
+    """Sampling settings; temperature 0 means greedy. `n` samples per prompt.
+
+    `stream` names the random stream a call draws from: a caller that splits one job into several `generate` calls
+    gives each its own (ensure_generations uses the model, benchmark and item ids of the chunk), so no two calls
+    share noise while a given `seed` still reproduces. Like batch_size it picks which draw, not the distribution,
+    so it is not part of the store key.
+    """
 
     max_new_tokens: int = 128
     temperature: float = 0.0
@@ -31,6 +43,7 @@ class GenerationParams:
     seed: int = 0
     batch_size: int = 16
     system_prompt: str | None = None
+    stream: str = ""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -47,9 +60,10 @@ class GenerationParams:
         return self.temperature == 0.0
 
     def key(self) -> str:
-        """Store key: everything that changes outputs (batch_size does not, by design of the backends)."""
+        """Store key: everything that changes the output distribution (batch_size and stream only pick the draw)."""
         d = asdict(self)
         d.pop("batch_size")
+        d.pop("stream")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
