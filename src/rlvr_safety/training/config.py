@@ -17,6 +17,11 @@ from rlvr_safety.errors import UserError
 RECIPES = ("guard", "sft", "rlhf", "rlvr")
 ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
 Algorithm = Literal["grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo"]
+KLMode = Literal["reward", "loss"]
+KL_MODES: tuple[KLMode, ...] = ("reward", "loss")
+# loss types whose normaliser weighs every completion alike whatever its length (a constant, or the batch's token
+# count): with the KL in the reward, only these keep the exponential tilt as the stationary point
+LENGTH_INDEPENDENT_LOSSES = ("dr_grpo", "dapo")
 
 
 class _Strict(BaseModel):
@@ -99,6 +104,12 @@ class RLConfig(CommonConfig):
     task: TaskConfig = Field(default_factory=lambda: TaskConfig())
     algorithm: Algorithm = "grpo"
     beta: float = Field(default=0.05, ge=0.0, description="KL coefficient; 0 drops the penalty but KL is still logged")
+    kl_mode: KLMode = Field(
+        default="reward",
+        description="reward: each sequence's reward becomes r - beta * sum_t log(pi/pi_ref), no std scaling, a "
+                    "length-independent loss normaliser, no KL term in the loss: the optimum is the exponential "
+                    "tilt pi_ref e^(g/beta)/Z the theory, forecast and optimum bound describe. loss: TRL's per-token "
+                    "k3 penalty in the loss (with the algorithm's own scaling), a different objective")
     num_generations: int = Field(default=4, ge=2)
     max_prompt_length: int | None = Field(default=256, ge=8)
     max_completion_length: int = Field(default=32, ge=1)
@@ -121,6 +132,15 @@ class RLConfig(CommonConfig):
                 f"per_device_train_batch_size x gradient_accumulation_steps "
                 f"({self.per_device_train_batch_size} x {self.gradient_accumulation_steps}) must be a multiple of "
                 f"num_generations ({self.num_generations})")
+        if self.kl_mode == "reward":
+            if self.scale_rewards == "group":
+                raise ValueError("scale_rewards 'group' divides each prompt's rewards by their std, which moves the "
+                                 "optimum off the exponential tilt that kl_mode 'reward' targets; use 'none' or "
+                                 "'batch', or kl_mode: loss for TRL's objective")
+            if self.loss_type is not None and self.loss_type not in LENGTH_INDEPENDENT_LOSSES:
+                raise ValueError(f"loss_type {self.loss_type!r} weighs a completion by its length, which moves the "
+                                 f"optimum off the tilt that kl_mode 'reward' targets; use one of "
+                                 f"{', '.join(LENGTH_INDEPENDENT_LOSSES)}, or kl_mode: loss")
         return self
 
 

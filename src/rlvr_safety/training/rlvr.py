@@ -1,44 +1,91 @@
 """RLVR: TRL's GRPOTrainer with a verifiable reward, explicit KL control and sequence-level KL logged every step.
 
-`algorithm` maps onto GRPOTrainer settings (docs/training.md has the exact table):
-  grpo          loss_type="grpo",   scale_rewards="group"   (group-mean baseline, group-std scaling)
-  dr_grpo       loss_type="dr_grpo", scale_rewards="none"   (no std scaling, constant length normaliser)
-  dapo          loss_type="dapo",   scale_rewards="group", epsilon_high=0.28 (clip-higher, token-level loss)
-  bnpo          loss_type="bnpo",   scale_rewards="group"
-  rloo          loss_type="grpo",   scale_rewards="none", advantages x G/(G-1): r_i - mean_{j!=i} r_j exactly
-  reinforce_pp  loss_type="dapo",   scale_rewards="batch"   (REINFORCE++-baseline: group-mean baseline,
-                                                             global batch std normalisation)
-  ppo           unavailable in the pinned TRL (no value-head trainer): a UserError at config time.
-The KL penalty (beta > 0) is TRL's: per-token k3 in the loss against a frozen copy, or the LoRA adapter switched off.
+`kl_mode` says which objective is optimised (docs/training.md has the exact tables):
+  reward (default)  the theory's: each sequence's reward is r - beta * sum_t log(pi/pi_ref) over its completion
+                    tokens (k1 of the sampled sequence, under the sampling policy), no per-group std scaling, a
+                    length-independent loss normaliser, no KL term in the loss. The expected update is (a positive
+                    multiple of) the gradient of E_pi[g] - beta KL(pi || pi_ref), whose stationary point is the
+                    exponential tilt pi_ref e^(g/beta) / Z that the forecast and optimum_bound describe.
+  loss              TRL's: per-token k3 penalty beta * (e^{-l_t} - 1 + l_t) added to the loss, with the algorithm's own
+                    scaling and length normaliser. Its on-policy gradient is not that of the sequence-level KL, so the
+                    theory's optimum does not describe it.
+`algorithm` fixes the baseline, the advantage scaling and the TRL loss type (per kl_mode):
+                 baseline  scale (loss / reward)  loss_type (loss / reward)
+  grpo           mean      group / none           grpo / dr_grpo
+  dr_grpo        mean      none / none            dr_grpo / dr_grpo
+  dapo           mean      group / none           dapo / dapo          (+ epsilon_high = 0.28)
+  bnpo           mean      group / none           bnpo / dapo
+  rloo           loo       none / none            grpo / dr_grpo       (factor n/(n-1), n = scored per group)
+  reinforce_pp   mean      centred / centred      dapo / dapo          (REINFORCE++-baseline)
+  ppo            unavailable in the pinned TRL (no value-head trainer): a UserError at config time.
+Advantages are computed here (training/advantages.py) from the rewards TRL collected, replacing TRL's own.
+The reference is always the model training started from: a frozen copy (full fine-tuning), or the same weights with
+the LoRA adapter switched off; TRL never rebuilds it from the model's config (which names the pre-adapter base model
+when training starts from a LoRA adapter folder).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import is_peft_model
 from trl import GRPOConfig, GRPOTrainer
+from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
 from rlvr_safety.errors import UserError
 
 from . import common
+from .advantages import Baseline, Scale, group_advantages, kl_penalised
 from .callbacks import ReferenceHandle
-from .config import RLConfig
+from .config import KLMode, RLConfig
 from .kl import ESTIMATORS, sequence_estimators
 
-ALGORITHM_ARGS: dict[str, dict[str, Any]] = {
-    "grpo": {"loss_type": "grpo", "scale_rewards": "group"},
-    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
-    "dapo": {"loss_type": "dapo", "scale_rewards": "group", "epsilon_high": 0.28},
-    "bnpo": {"loss_type": "bnpo", "scale_rewards": "group"},
-    "rloo": {"loss_type": "grpo", "scale_rewards": "none"},
-    "reinforce_pp": {"loss_type": "dapo", "scale_rewards": "batch"},
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One rlvr algorithm: its advantage baseline, and scaling and TRL loss type under each kl_mode."""
+
+    baseline: Baseline
+    scale: Scale  # with kl_mode "loss"
+    loss_type: str  # with kl_mode "loss"
+    reward_scale: Scale = "none"
+    reward_loss_type: str = "dr_grpo"
+    epsilon_high: float | None = None
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "grpo": AlgorithmSpec("mean", "group", "grpo"),
+    "dr_grpo": AlgorithmSpec("mean", "none", "dr_grpo"),
+    "dapo": AlgorithmSpec("mean", "group", "dapo", reward_loss_type="dapo", epsilon_high=0.28),
+    "bnpo": AlgorithmSpec("mean", "group", "bnpo", reward_loss_type="dapo"),
+    "rloo": AlgorithmSpec("loo", "none", "grpo"),
+    "reinforce_pp": AlgorithmSpec("mean", "centred", "dapo", reward_scale="centred", reward_loss_type="dapo"),
 }
+ALGORITHM_ARGS = ALGORITHMS  # the algorithm names the recipe accepts (kept for callers of the old name)
+# TRL's scale_rewards for our scale: "centred" is not a TRL mode (TRL's "batch" divides by the std of the raw
+# rewards), so TRL is told "none" and the recipe divides by the centred std itself
+TRL_SCALE: dict[Scale, str] = {"none": "none", "group": "group", "batch": "batch", "centred": "none"}
+
+
+def advantage_settings(cfg: RLConfig) -> tuple[Baseline, Scale]:
+    """(baseline, scale) the recipe uses for `cfg`: the algorithm's for its kl_mode, or `scale_rewards` if set."""
+    spec = ALGORITHMS[cfg.algorithm]
+    scale: Scale = spec.reward_scale if cfg.kl_mode == "reward" else spec.scale
+    if cfg.scale_rewards is not None:
+        scale = cfg.scale_rewards
+    return spec.baseline, scale
+
+
+def objective(kl_mode: KLMode) -> str:
+    """A short name for the objective a run optimises (the study and report use it to pair forecasts)."""
+    return "tilt" if kl_mode == "reward" else "trl_k3_loss"
 
 
 class TrackedReward:
@@ -56,36 +103,60 @@ class TrackedReward:
 
 
 class MonitoredGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer + sequence-level KL (k1/k2/k3) and success rate on every step's rollouts, even at beta = 0.
+    """GRPOTrainer + the kl_mode objective, our advantages, an explicit reference, and sequence-level KL (k1/k2/k3)
+    and success rate on every step's rollouts, at any beta.
 
-    Policy log-probs come from the loss pass itself (on-policy, no extra forward: with num_iterations = 1 they equal
-    the sampling policy's), or from TRL's `old_per_token_logps` when it keeps them. Reference log-probs come from
-    TRL when beta > 0; at beta = 0 this class computes them (frozen copy, or LoRA adapter off).
+    Pass `args` with beta = 0 (so TRL builds no reference of its own); `kl_beta` is the real coefficient. With
+    kl_mode "loss" it becomes TRL's k3-in-loss coefficient after construction; with "reward" it enters the reward.
+    `reference` is the frozen starting model for full fine-tuning; None with LoRA (adapter switched off).
+    Policy log-probs for the logged KL come from the loss pass (no extra forward), or TRL's `old_per_token_logps`;
+    with the KL in the reward one extra no-grad policy forward per generation batch gives the sampling log-probs.
     """
 
-    def __init__(self, *args: Any, success_reward: TrackedReward | None = None, success_threshold: float = 1.0,
-                 loo_advantages: bool = False, record_rollouts: bool = False, kl_ref_model: Any = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kl_mode: KLMode, kl_beta: float, reference: Any = None,
+                 baseline: Baseline = "mean", scale: Scale = "none", success_reward: TrackedReward | None = None,
+                 success_threshold: float = 1.0, record_rollouts: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        targs: Any = self.args
+        if targs.beta != 0.0:
+            raise ValueError("MonitoredGRPOTrainer: pass GRPOConfig(beta=0) and the coefficient as kl_beta, so that "
+                             "TRL does not rebuild the reference from the model's config")
+        if targs.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError("MonitoredGRPOTrainer supports multi_objective_aggregation='sum_then_normalize' only")
+        self.kl_mode: KLMode = kl_mode
+        self.kl_beta = float(kl_beta)
+        self.baseline: Baseline = baseline
+        self.scale: Scale = scale
         self.success_reward = success_reward
         self.success_threshold = success_threshold
-        self.loo_advantages = loo_advantages
         self.record_rollouts = record_rollouts
         self.rollout_records: list[dict[str, Any]] = []
+        self.last_batch: dict[str, torch.Tensor] = {}  # rewards, KL and advantages of the last generation batch
         self._captured_logps: torch.Tensor | None = None
-        self.kl_ref_model = None
-        if self.beta == 0.0 and kl_ref_model is not None:
-            targs: Any = self.args
-            disable_dropout_in_model(kl_ref_model)
-            add_fused_lm_head(kl_ref_model, temperature=self.temperature,
+        self._rewards_per_func: torch.Tensor | None = None
+        # TRL's own KL term (per-token k3 in the loss) is on only in loss mode
+        self.beta = self.kl_beta if kl_mode == "loss" else 0.0
+        targs.beta = self.beta
+        if reference is not None:
+            disable_dropout_in_model(reference)
+            add_fused_lm_head(reference, temperature=self.temperature,
                               cast_lm_head_to_fp32=targs.cast_lm_head_to_fp32)
-            self.kl_ref_model = self.accelerator.prepare_model(kl_ref_model, evaluation_mode=True)
+            if self.is_deepspeed_enabled:
+                reference = prepare_deepspeed(reference, self.accelerator)
+            elif self.is_fsdp_enabled:
+                reference = prepare_fsdp(reference, self.accelerator)
+            else:
+                reference = self.accelerator.prepare_model(reference, evaluation_mode=True)
+            self.ref_model = reference
+        elif not is_peft_model(self.accelerator.unwrap_model(self.model)):
+            raise ValueError("full fine-tuning needs an explicit frozen reference (the model training starts from)")
 
     # -- reference access for monitors ---------------------------------------------------------------------------
     def reference_handle(self) -> ReferenceHandle:
-        return ReferenceHandle(self.accelerator.unwrap_model(self.model), self.ref_model or self.kl_ref_model)
+        return ReferenceHandle(self.accelerator.unwrap_model(self.model), self.ref_model)
 
-    def _reference_logps(self, out: dict[str, Any]) -> torch.Tensor:
+    def _logps(self, out: dict[str, Any], reference: bool) -> torch.Tensor:
+        """Per-token log-probs of the batch's completions under pi_ref (or the current policy), no gradient."""
         ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         keep = out["completion_ids"].size(1)
@@ -93,25 +164,62 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         policy: Any = self.model
         targs: Any = self.args
         with torch.no_grad(), disable_gradient_checkpointing(policy, targs.gradient_checkpointing_kwargs):
-            if self.ref_model is not None or self.kl_ref_model is not None:
-                ref = self.ref_model if self.ref_model is not None else self.kl_ref_model
-                logps, _, _ = self._get_per_token_logps_and_entropies(ref, ids, mask, keep, batch_size=bs)
+            if not reference:
+                logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, mask, keep, batch_size=bs)
+            elif self.ref_model is not None:
+                logps, _, _ = self._get_per_token_logps_and_entropies(self.ref_model, ids, mask, keep, batch_size=bs)
             else:
                 model = self.accelerator.unwrap_model(self.model)
                 with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
                     logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, mask, keep, batch_size=bs)
         return logps
 
+    def _reference_logps(self, out: dict[str, Any]) -> torch.Tensor:
+        return self._logps(out, reference=True)
+
     # -- hooks -----------------------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rewards_per_func = rewards  # (all processes' completions, reward functions), NaN where unscored
+        return rewards
+
+    def _sequence_rewards(self) -> torch.Tensor:
+        """The weighted reward of every completion of the generation batch (all processes), NaN if unscorable."""
+        rpf = self._rewards_per_func
+        assert rpf is not None, "rewards were not captured"
+        rewards = (rpf * self.reward_weights.to(rpf.device).unsqueeze(0)).nansum(dim=1)
+        return torch.where(torch.isnan(rpf).all(dim=1), torch.full_like(rewards, float("nan")), rewards)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)
         policy: Any = self.model
         mode = "train" if policy.training else "eval"
         if out.get("ref_per_token_logps") is None:
             out["ref_per_token_logps"] = self._reference_logps(out)
-        g = int(self.num_generations or 1)
-        if self.loo_advantages and g > 1:
-            out["advantages"] = out["advantages"] * (g / (g - 1))
+        mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
+        n_local = out["completion_ids"].size(0)
+        start = self.accelerator.process_index * n_local
+        rewards = self._sequence_rewards()
+        batch: dict[str, torch.Tensor] = {"rewards": rewards.detach().cpu()}
+        if self.kl_mode == "reward":
+            logps = out.get("old_per_token_logps")
+            if logps is None:
+                logps = self._logps(out, reference=False)
+            k1 = ((logps.float() - out["ref_per_token_logps"].float()) * mask).sum(-1)
+            seen = mask.sum(-1) > 0  # a completion masked out entirely (truncated) has no KL and no gradient
+            k1_all = self.accelerator.gather(k1)
+            seen_all = self.accelerator.gather(seen.int()).bool()
+            rewards = kl_penalised(rewards, k1_all.to(rewards.device), self.kl_beta, seen_all.to(rewards.device))
+            batch.update(kl_k1=k1_all.detach().cpu(), seen=seen_all.detach().cpu(), shaped=rewards.detach().cpu())
+            scored = ~torch.isnan(rewards)
+            if scored.any():
+                self._metrics[mode]["kl_penalty"].append(self.kl_beta * k1_all[scored.to(k1_all.device)].mean().item())
+                self._metrics[mode]["reward_with_kl"].append(rewards[scored].mean().item())
+        g: Any = self.num_generations if mode == "train" else (self.num_generations_eval or self.num_generations)
+        advantages = group_advantages(rewards, int(g), self.baseline, self.scale).to(out["advantages"].device)
+        batch["advantages"] = advantages.detach().cpu()
+        self.last_batch = batch
+        out["advantages"] = advantages[start:start + n_local].to(out["advantages"].dtype)
         if self.success_reward is not None and self.success_reward.last:
             vals = torch.tensor(self.success_reward.last, dtype=torch.float32)
             vals = vals[~torch.isnan(vals)]
@@ -137,37 +245,49 @@ class MonitoredGRPOTrainer(GRPOTrainer):
             if "tool_mask" in inputs:
                 mask = mask * inputs["tool_mask"]
             seq = sequence_estimators(logps, ref, mask)
+            seen = (mask.sum(-1) > 0).float()  # the loss sees no token of a masked-out (truncated) completion
             policy: Any = self.model
             mode = "train" if policy.training else "eval"
             for k in ESTIMATORS:
-                self._metrics[mode][f"kl_seq/{k}"].append(self.accelerator.gather(seq[k]).mean().item())
+                tot = self.accelerator.gather(torch.stack([(seq[k] * seen).sum(), seen.sum()]).reshape(1, 2))
+                total, count = tot.reshape(-1, 2).sum(0).tolist()
+                if count > 0:
+                    self._metrics[mode][f"kl_seq/{k}"].append(total / count)
             if self.record_rollouts and mode == "train":
                 self.rollout_records.append({
                     "step": self.state.global_step,
                     "prompt_ids": inputs["prompt_ids"].cpu(), "prompt_mask": inputs["prompt_mask"].cpu(),
                     "completion_ids": inputs["completion_ids"].cpu(), "completion_mask": mask.cpu(),
+                    "advantages": inputs["advantages"].detach().cpu(),
                     **{k: seq[k].cpu() for k in ESTIMATORS}})
         return loss
 
 
 def grpo_args(cfg: RLConfig, out: Path) -> dict[str, Any]:
-    """GRPOConfig keyword arguments for `cfg` (used by the recipe and by the bare-TRL benchmark alike)."""
-    if cfg.algorithm not in ALGORITHM_ARGS:
+    """GRPOConfig keyword arguments for `cfg`: what TRL itself is told (the bare-TRL benchmark uses them as they are).
+
+    With kl_mode "reward" TRL's beta is 0 (the recipe puts the KL in the reward); with "loss" it is `cfg.beta`.
+    """
+    if cfg.algorithm not in ALGORITHMS:
         from .config import check_ppo_available
 
         check_ppo_available()
-    algo = dict(ALGORITHM_ARGS[cfg.algorithm])
-    if cfg.scale_rewards is not None:
-        algo["scale_rewards"] = cfg.scale_rewards
-    if cfg.loss_type is not None:
-        algo["loss_type"] = cfg.loss_type
-    if cfg.epsilon_high is not None:
-        algo["epsilon_high"] = cfg.epsilon_high
+    spec = ALGORITHMS[cfg.algorithm]
+    reward_mode = cfg.kl_mode == "reward"
+    _, scale = advantage_settings(cfg)
+    algo: dict[str, Any] = {
+        "loss_type": cfg.loss_type or (spec.reward_loss_type if reward_mode else spec.loss_type),
+        "scale_rewards": TRL_SCALE[scale],
+    }
+    epsilon_high = cfg.epsilon_high if cfg.epsilon_high is not None else spec.epsilon_high
+    if epsilon_high is not None:
+        algo["epsilon_high"] = epsilon_high
     kw = common.trainer_kwargs(cfg, out)
     kw.update(algo)
     kw.update(
-        beta=cfg.beta, num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon, num_iterations=cfg.num_iterations,
+        beta=0.0 if reward_mode else cfg.beta, num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
+        epsilon=cfg.epsilon, num_iterations=cfg.num_iterations,
         mask_truncated_completions=cfg.mask_truncated_completions, disable_dropout=True, log_completions=False,
         use_vllm=False,
     )
@@ -195,16 +315,20 @@ def build_trainer(cfg: RLConfig, out: Path, reward_funcs: list[Any] | None = Non
         funcs = [*reward_funcs, verifier]
         weights = [*(reward_weights or [1.0] * len(reward_funcs)), 0.0]
     loaded = loaded or common.load_policy(cfg)
-    args = GRPOConfig(**grpo_args(cfg, out), reward_weights=weights)
+    # TRL is told beta = 0 so that it builds no reference itself (with full fine-tuning it would load one from
+    # config._name_or_path: the base model, not the adapter-merged model training starts from); the trainer sets
+    # its own KL coefficient afterwards
+    args = GRPOConfig(**{**grpo_args(cfg, out), "beta": 0.0}, reward_weights=weights)
     peft = common.peft_config(cfg.lora)
-    kl_ref = None
-    if cfg.beta == 0.0 and peft is None:  # TRL builds no reference at beta = 0; keep a frozen copy for logging
-        kl_ref = copy.deepcopy(loaded.model).eval().requires_grad_(False)
+    reference = None
+    if peft is None:  # full fine-tuning: a frozen copy of the starting model (LoRA: the adapter switched off)
+        reference = copy.deepcopy(loaded.model).eval().requires_grad_(False)
+    baseline, scale = advantage_settings(cfg)
     return MonitoredGRPOTrainer(
         model=loaded.model, reward_funcs=funcs, args=args, train_dataset=prompt_dataset(cfg),
         processing_class=loaded.tokenizer, peft_config=peft, callbacks=callbacks,
-        success_reward=verifier, success_threshold=cfg.success_threshold,
-        loo_advantages=cfg.algorithm == "rloo", record_rollouts=cfg.record_rollouts, kl_ref_model=kl_ref)
+        kl_mode=cfg.kl_mode, kl_beta=cfg.beta, reference=reference, baseline=baseline, scale=scale,
+        success_reward=verifier, success_threshold=cfg.success_threshold, record_rollouts=cfg.record_rollouts)
 
 
 def certificate_monitor(cfg: RLConfig) -> Any:
@@ -241,6 +365,7 @@ def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
         store.finish_run(kind, "failed")
         raise
     store.finish_run(kind, "done")
-    info = common.summary(cb, result, out, {"recipe": kind, "algorithm": cfg.algorithm,
+    info = common.summary(cb, result, out, {"recipe": kind, "algorithm": cfg.algorithm, "beta": cfg.beta,
+                                            "kl_mode": cfg.kl_mode, "objective": objective(cfg.kl_mode),
                                             "wall_s": round(time.time() - t0, 1), **(extra or {})})
     return info
