@@ -107,6 +107,9 @@ def load_policy(cfg: CommonConfig) -> Any:
     tok = loaded.tokenizer
     tok.padding_side = "left"
     loaded.model.train()
+    # a LoRA adapter folder is merged on load, and peft leaves the merged weights frozen: full fine-tuning from it
+    # would train nothing (with LoRA, peft freezes the base again when it adds the new adapter)
+    loaded.model.requires_grad_(True)
     if cfg.gradient_checkpointing:
         loaded.model.config.use_cache = False
     return loaded

@@ -131,7 +131,9 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         self.success_threshold = success_threshold
         self.record_rollouts = record_rollouts
         self.rollout_records: list[dict[str, Any]] = []
-        self.last_batch: dict[str, torch.Tensor] = {}  # rewards, KL and advantages of the last generation batch
+        # the last generation batch before TRL shuffles it: this process's ids and masks; every process's rewards,
+        # KL (reward mode) and advantages
+        self.last_batch: dict[str, torch.Tensor] = {}
         self._captured_logps: torch.Tensor | None = None
         self._rewards_per_func: torch.Tensor | None = None
         # TRL's own KL term (per-token k3 in the loss) is on only in loss mode
@@ -200,7 +202,8 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         n_local = out["completion_ids"].size(0)
         start = self.accelerator.process_index * n_local
         rewards = self._sequence_rewards()
-        batch: dict[str, torch.Tensor] = {"rewards": rewards.detach().cpu()}
+        batch: dict[str, torch.Tensor] = {"rewards": rewards.detach().cpu(), "completion_mask": mask.cpu(),
+                                          **{k: out[k].cpu() for k in ("prompt_ids", "prompt_mask", "completion_ids")}}
         if self.kl_mode == "reward":
             logps = out.get("old_per_token_logps")
             if logps is None:
