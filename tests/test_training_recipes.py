@@ -72,9 +72,12 @@ class _Snapshots(TrainerCallback):
         self.states[state.global_step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("lora,beta", [(False, 0.0), (True, 0.1), (False, 0.1)])
-def test_logged_kl_matches_direct_computation(tiny: Path, tmp_path: Path, lora: bool, beta: float) -> None:
+@pytest.mark.parametrize("lora,beta,kl_mode", [(False, 0.0, "reward"), (True, 0.1, "loss"), (False, 0.1, "loss"),
+                                               (True, 0.1, "reward")])
+def test_logged_kl_matches_direct_computation(tiny: Path, tmp_path: Path, lora: bool, beta: float,
+                                              kl_mode: str) -> None:
     cfg = load_config("rlvr", None, _rl(tiny, f"beta={beta}", f"lora.enabled={lora}", "learning_rate=0.05",
+                                        f"kl_mode={kl_mode}",
                                         "max_steps=3", "lora.r=4", "temperature=0.9"))
     snaps = _Snapshots()
     trainer = build_trainer(cfg, tmp_path, reward_funcs=[_length_reward], callbacks=[snaps])
