@@ -212,3 +212,21 @@ def test_prompt_drift_ci_degenerate_and_spread() -> None:
     assert prompt_drift_ci(np.array([1.0, 1.0]), np.array([0.0, 1.0]), 0.1) == (0.0, 0.0)
     lo, hi = prompt_drift_ci(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]), 0.5, n_resamples=500)
     assert lo < 0 <= hi or lo < hi <= 0
+
+
+def test_fp32_lm_head_upcasts_the_head_only_while_scoring(tiny_model_dir: Path) -> None:
+    """Certificate log-probs come from a float32 LM head even for a bf16 model; the head is restored after."""
+    model = resolve_model(str(tiny_model_dir)).model.to(torch.bfloat16).eval()
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    with torch.no_grad():
+        hidden = model.get_decoder()(input_ids=ids).last_hidden_state
+        plain = model(input_ids=ids).logits
+        with certify_mod.fp32_lm_head(model):
+            upcast = model(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    head = model.get_output_embeddings()
+    expected = torch.nn.functional.linear(hidden.float(), head.weight.float())
+    assert plain.dtype == torch.bfloat16 and upcast.dtype == torch.float32
+    assert torch.allclose(upcast, expected, atol=1e-5)
+    assert not torch.equal(upcast, plain.float())  # the bf16 head really rounds
+    assert after.dtype == torch.bfloat16 and "forward" not in vars(head)

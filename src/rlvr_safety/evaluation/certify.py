@@ -68,13 +68,43 @@ def _eval_mode(model: Any) -> Iterator[Any]:
             model.train()
 
 
-def _forward_last(model: Any, ids: Any, mask: Any, keep: int) -> Any:
-    """Logits of the last `keep` positions only: the LM head over long jailbreak prompts would dominate the cost."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+@contextlib.contextmanager
+def fp32_lm_head(model: Any) -> Iterator[None]:
+    """Compute the LM head in float32 for the duration (hidden states upcast, weights upcast per call).
+
+    A bf16 head rounds each logit by up to ~0.06 at magnitudes ~10-30; summed over dozens of tokens that is the
+    size of the KL being certified. Only the head's own matmul changes: whatever the model does after it (logit
+    soft-capping, scaling) still runs, now on float32 logits. No-op for a float32 head.
+    """
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if head is None or weight is None or weight.dtype == torch.float32:
+        yield
+        return
+    bias = getattr(head, "bias", None)
+
+    def forward(hidden: Any) -> Any:
+        return torch.nn.functional.linear(hidden.float(), head.weight.float(),
+                                          None if bias is None else bias.float())
+
+    head.forward = forward
     try:
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep).logits
-    except TypeError:  # a model without logits_to_keep: compute all, keep the tail
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
+        yield
+    finally:
+        del head.forward  # back to the class's forward
+
+
+def _forward_last(model: Any, ids: Any, mask: Any, keep: int) -> Any:
+    """Float32 logits of the last `keep` positions only: the LM head over long jailbreak prompts would dominate the
+    cost, and log-probs for a certificate must not carry bf16 rounding (fp32_lm_head)."""
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with fp32_lm_head(model):
+        try:
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep).logits
+        except TypeError:  # a model without logits_to_keep: compute all, keep the tail
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
     return logits[:, -keep:]
 
 
