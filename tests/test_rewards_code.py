@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from rlvr_safety.data.registry import load_benchmark
 from rlvr_safety.errors import UserError
+from rlvr_safety.evaluation.prompts import GRADERS, grading_example
 from rlvr_safety.rewards.code import (
+    CodeResult,
     CodeReward,
     CodeTask,
     build_program,
@@ -17,8 +20,14 @@ from rlvr_safety.rewards.code import (
     extract_code,
     run_batch,
     run_tests,
+    trusted_context,
 )
 from rlvr_safety.rewards.registry import get_reward
+
+
+def timed_out(r: CodeResult) -> bool:
+    """A timeout: final, or (on a machine busy with other work) an infrastructure error to redo later."""
+    return r.status == "timeout" or (r.infra_error and "timeout under load" in r.reason)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +69,17 @@ def test_build_program_body_and_full_definition():
     assert run_tests(body, ["assert f(1.5) == 1"]).passed and run_tests(full, ["assert f(1.5) == 2"]).passed
     assert build_program({"entry_point": "f"}, "def f(): pass") == "def f(): pass"  # no prompt
     assert build_program({"test_setup_code": "X = 1", "tests": []}, "y = X").startswith("X = 1\ny = X")
+    assert trusted_context(ex) == ex["prompt"]  # HumanEval's prompt also runs on the trusted side, before the tests
+
+
+def test_an_english_prompt_is_never_put_in_front_of_the_program():
+    """MBPP's prompt is English (plus the asserts): prepending it made every MBPP item a SyntaxError."""
+    ex = {"prompt": "Write a function to add two numbers.\nYour code should pass these tests:\nassert add(1, 2) == 3",
+          "entry_point": "add", "tests": ["assert add(1, 2) == 3"]}
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    assert build_program(ex, code) == "def add(a, b):\n    return a + b\n"
+    assert trusted_context(ex) == ""
+    assert CodeReward().score(ex, code).value == 1.0
 
 
 def test_example_tests_sources():
@@ -81,7 +101,7 @@ def test_statuses():
     assert (
         run_tests("x = 1", "def check(c):\n    pass\n", entry_point="f").status == "error"
     )  # no entry point
-    assert run_tests("while True: pass", ["assert True"], timeout_s=1.0).status == "timeout"
+    assert timed_out(run_tests("while True: pass", ["assert True"], timeout_s=1.0))
     killed = run_tests("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", ["assert True"])
     assert killed.status == "killed" and killed.reason == "killed by SIGSEGV"
 
@@ -98,17 +118,48 @@ def test_humaneval_style_check_and_plain_test_code():
     assert run_tests("def sq(x):\n    return x * x\n", "assert sq(3) == 9\n").passed  # no check(): plain code
 
 
-def test_plain_data_from_stdlib_passes_the_return_guard():
+def test_plain_data_crosses_and_program_objects_do_not():
     program = (
-        "from fractions import Fraction\nfrom collections import Counter, OrderedDict, namedtuple\n"
-        "def f():\n    return [Fraction(1, 2), Counter('aab'), OrderedDict(a=1), (1.5, None, {'k': {1, 2}})]\n"
+        "import re\nfrom collections import Counter, OrderedDict, namedtuple, defaultdict\n"
+        "P = namedtuple('P', 'x y')\n"
+        "def f():\n    return [Counter('aab'), OrderedDict(a=1), P(1, 2), (1.5, None, {'k': {1, 2}}), b'x', 10**5000,\n"
+        "            float('inf'), -0.0, 'caf\\u00e9', {(1, 2): frozenset({3})}, range(3), 2j, defaultdict(int, a=1)]\n"
+        "def g():\n    return (i * i for i in range(3))\n"
+        "def h(s):\n    return re.match('a', s)\n"
     )
-    tests = ["assert f()[0] == Fraction(1, 2) and f()[1]['a'] == 2 and f()[3][2]['k'] == {1, 2}"]
-    assert run_tests(program, tests).passed
-    assert not run_tests("class A:\n    pass\ndef f():\n    return A()\n", ["assert f() is not None"]).passed
-    assert run_tests(
-        "class A:\n    pass\ndef f():\n    return A()\n", ["assert f()"], guard_returns=False
-    ).passed
+    tests = [
+        "r = f()",
+        "assert r[0] == {'a': 2, 'b': 1} and r[1] == {'a': 1} and r[2] == (1, 2) and r[3][2]['k'] == {1, 2}",
+        "assert r[4] == b'x' and r[5] == 10**5000 and r[6] == float('inf') and str(r[7]) == '-0.0' and r[8] == 'café'",
+        "assert r[9] == {(1, 2): frozenset({3})} and r[10] == range(3) and r[11] == 2j and type(r[12]) is dict",
+        "assert g() != [0, 1, 4] and list(g()) == [0, 1, 4]",  # an iterator stays an iterator
+        "assert h('abc') and not h('xyz') and h('abc') != h('abc')",  # a match: truthy, equal to nothing else
+    ]
+    res = run_tests(program, tests)
+    assert res.passed, res.reason
+    for value, why in [("A()", "A object"), ("Fraction(1, 2)", "Fraction object"), ("[object()]", "object")]:
+        prog = f"from fractions import Fraction\nclass A:\n    pass\ndef f():\n    return {value}\n"
+        res = run_tests(prog, ["assert f() is not None"])
+        assert res.status == "failed" and "not plain data" in res.reason and why in res.reason, res.reason
+
+
+def test_calls_forward_arguments_keywords_and_exceptions():
+    program = (
+        "def f(a, *rest, k=0, **kw):\n"
+        "    if a == 'boom':\n        raise ValueError('no boom')\n"
+        "    if a == 'stop':\n        raise StopIteration\n"
+        "    return [a, list(rest), k, sorted(kw.items())]\n"
+    )
+    tests = [
+        "assert f(1, 2, (3,), k={4}, z=None) == [1, [2, (3,)], {4}, [('z', None)]]",
+        "try:\n    f('boom')\nexcept ValueError as e:\n    assert 'no boom' in str(e)\nelse:\n    assert False",
+        # StopIteration would end map() early and silently: it arrives as a RuntimeError.
+        "try:\n    list(map(f, ['stop']))\nexcept RuntimeError:\n    pass\nelse:\n    assert False",
+    ]
+    res = run_tests(program, tests)
+    assert res.passed, res.reason
+    res = run_tests(program, ["f(lambda: 1)"])  # the tests cannot pass code to the program either
+    assert res.status == "failed" and "cannot pass this argument" in res.reason
 
 
 def test_run_batch_keeps_order_and_accepts_mappings():
@@ -151,36 +202,57 @@ def test_code_reward_score_and_trl_call(humaneval):
         CodeReward(timeout=0)
 
 
+# ------------------------------------------------------------------------------------------------ grading paths
+# As users run them: records from the registry -> grading_example -> CodeReward (the code path of eval,
+# forecast and the study). Gold solutions pass, broken ones fail, for every benchmark with code tasks.
+
+CODE_BENCHMARKS = sorted(name for name, grader in GRADERS.items() if grader == "code")
+
+
+def _gold_completion(record) -> str:
+    if record.benchmark == "humaneval":
+        return "```python\n" + record.prompt + record.extra["canonical_solution"] + "```"
+    return "```python\n" + record.extra["code"] + "\n```"
+
+
+def _broken_completions(record) -> list[str]:
+    return [
+        f"```python\ndef {record.entry_point}(*args, **kwargs):\n    return None\n```",
+        f"```python\ndef {record.entry_point}(*args, **kwargs):\n    raise ValueError\n```",
+    ]
+
+
+def test_every_code_benchmark_is_covered_here():
+    assert CODE_BENCHMARKS == ["humaneval", "mbpp"]
+
+
+@pytest.mark.parametrize("benchmark", CODE_BENCHMARKS)
+def test_grading_path_sample(benchmark):
+    """A few items per benchmark, fast: the MBPP SyntaxError (English prompt prepended) fails this at once."""
+    records = load_benchmark(benchmark)[::60]
+    examples = [grading_example(r) for r in records]
+    reward = CodeReward(timeout=10.0)
+    good = reward.score_batch(examples, [_gold_completion(r) for r in records])
+    assert [(r.id, v.reason) for r, v in zip(records, good, strict=True) if v.value != 1.0] == []
+    broken = reward.score_batch(examples, [_broken_completions(r)[0] for r in records])
+    assert [v.value for v in broken] == [0.0] * len(records)
+
+
 @pytest.mark.slow
-def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(humaneval):
+@pytest.mark.parametrize("benchmark", CODE_BENCHMARKS)
+def test_grading_path_gold_solutions_pass_and_broken_ones_fail(benchmark):
     t = time.monotonic()
-    good = [
-        CodeTask(r["prompt"] + r["canonical_solution"], r["test"], r["entry_point"], 10.0) for r in humaneval
-    ]
-    broken = [
-        CodeTask(r["prompt"] + "    return None\n", r["test"], r["entry_point"], 10.0) for r in humaneval
-    ]
-    raising = [
-        CodeTask(r["prompt"] + "    raise ValueError\n", r["test"], r["entry_point"], 10.0) for r in humaneval
-    ]
-    results = run_batch(good + broken + raising)
+    records = load_benchmark(benchmark)
+    examples = [grading_example(r) for r in records]
+    reward = CodeReward(timeout=10.0)
+    good = reward.score_batch(examples, [_gold_completion(r) for r in records])
+    failures = [(r.id, v.reason) for r, v in zip(records, good, strict=True) if v.value != 1.0]
+    # Every third item gets both broken variants (all of them would double the run time for little).
+    sample = records[::3]
+    broken = reward.score_batch(
+        [grading_example(r) for r in sample for _ in range(2)], [c for r in sample for c in _broken_completions(r)]
+    )
     elapsed = time.monotonic() - t
-    n = len(humaneval)
-    failures = [
-        (r["task_id"], res.status, res.reason)
-        for r, res in zip(humaneval, results[:n], strict=True)
-        if not res.passed
-    ]
-    assert n == 164 and failures == []
-    assert not any(res.passed for res in results[n:]), [r.reason for r in results[n:] if r.passed]
-    print(f"HumanEval: {n} canonical passed, {2 * n} broken failed, {3 * n} runs in {elapsed:.1f}s")
-
-
-@pytest.mark.slow
-def test_mbpp_reference_solutions_sample(mbpp):
-    sample = mbpp[::10]
-    tasks = [CodeTask(r["test_setup_code"] + "\n" + r["code"], r["test_list"], None, 10.0) for r in sample]
-    results = run_batch(tasks)
-    failed = [(r["task_id"], res.reason) for r, res in zip(sample, results, strict=True) if not res.passed]
-    # Two MBPP reference solutions use a class (Node) that the dataset never defines: tasks 367 and 927.
-    assert all(task_id in (367, 927) for task_id, _ in failed), failed
+    assert failures == []  # MBPP sanitized: all 427 (tasks 367 and 927, broken upstream, are not in this file)
+    assert [v.reason for v in broken if v.value != 0.0] == []
+    print(f"{benchmark}: {len(records)}/{len(records)} gold passed, {len(broken)} broken failed, {elapsed:.1f}s")

@@ -1,7 +1,8 @@
 """Hostile programs against the code sandbox: each must be contained, leave the grader alive, and not pass.
 
-Where the kernel refuses a namespace the sandbox falls back to audit-hook confinement (recorded as audit_*),
-so these tests hold in both modes; `test_isolation_report` says which one ran.
+These are the OS-level walls (namespaces, uid, cgroup, rlimits, hidden host paths); tests/test_reward_hacking.py
+holds the attacks on the verdict itself. Where the kernel refuses a namespace the grader refuses to run unless
+RLVR_SAFETY_WEAK_SANDBOX=1; `test_degraded_mode_confines_with_the_audit_hook` covers that fallback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from rlvr_safety.rewards.code import (
+    CodeResult,
     CodeTask,
+    SandboxCapabilities,
     SandboxLimits,
     _run,
     run_batch,
@@ -42,6 +45,11 @@ def run(program: str, tests=("assert True",), entry_point=None, timeout_s: float
     )  # shown by pytest on failure or with -s
     assert not result.passed and result.status != "passed", result
     return result
+
+
+def timed_out(r: CodeResult) -> bool:
+    """A timeout: final, or (on a machine busy with other work) an infrastructure error to redo later."""
+    return r.status == "timeout" or (r.infra_error and "timeout under load" in r.reason)
 
 
 def sandbox_pids() -> list[int]:
@@ -70,7 +78,7 @@ def test_isolation_report():
 def test_infinite_loop_times_out():
     t = time.monotonic()
     r = run("while True:\n    pass\n", timeout_s=2.0)
-    assert r.status == "timeout" and time.monotonic() - t < 4.0
+    assert timed_out(r) and time.monotonic() - t < 4.0
 
 
 def test_cpu_limit_in_a_busy_child_process():
@@ -84,7 +92,7 @@ def test_cpu_limit_in_a_busy_child_process():
         """,
         timeout_s=2.0,
     )
-    assert r.status == "timeout"
+    assert timed_out(r)
     time.sleep(0.2)
     assert sandbox_pids() == [] or os.geteuid() != 0
 
@@ -102,7 +110,7 @@ def test_fork_bomb_is_contained_and_cleaned_up():
         """,
         timeout_s=2.5,
     )
-    assert r.status in ("timeout", "killed") and time.monotonic() - t < 6.0
+    assert (timed_out(r) or r.status == "killed") and time.monotonic() - t < 6.0
     deadline = time.monotonic() + 2.0
     while sandbox_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -388,48 +396,33 @@ def test_monkeypatching_the_harness_is_not_a_pass(program, tests):
     assert r.status in ("failed", "error")
 
 
-def test_searching_harness_memory_for_the_nonce_is_blocked():
+def test_there_is_no_secret_in_the_sandbox_to_find():
+    """The old harness kept a pass nonce in the program's interpreter; now the verdict is the runner's, on a pipe
+    the sandbox never holds. Full introspection finds nothing to forge a pass with."""
     r = run(
         """
         import gc, os, re, sys
         found = set()
-        def scan(objs):
-            for o in objs:
-                if isinstance(o, str) and re.fullmatch(r"[0-9a-f]{32}\\n?", o):
-                    found.add(o.strip())
-                elif isinstance(o, dict):
-                    scan(list(o.values()))
-        attempts = [
-            lambda: scan(sys._getframe(1).f_locals.values()),
-            lambda: scan(gc.get_objects()),
-            lambda: scan(list(sys._current_frames().values())[0].f_back.f_locals.values()),
-            lambda: open("/proc/self/mem", "rb"),
-            lambda: open("/proc/self/maps").read(),
-            lambda: __import__("ctypes").string_at(id(os), 8),
-        ]
-        def via_traceback():
-            try:
-                raise RuntimeError
-            except RuntimeError as e:
-                scan(e.__traceback__.tb_frame.f_back.f_locals.values())
-        attempts.append(via_traceback)
-        for attempt in attempts:
-            try:
-                attempt()
-            except Exception as e:
-                print(type(e).__name__, e)
-        for n in found:
-            for fd in range(3, 64):
+        for o in gc.get_objects():
+            if isinstance(o, str) and re.fullmatch(r"[0-9a-f]{32}\\n?", o):
+                found.add(o.strip())
+        frame = sys._getframe()
+        while frame is not None:
+            for v in list(frame.f_locals.values()):
+                if isinstance(v, (str, bytes)) and len(v) in (32, 33):
+                    found.add(v)
+            frame = frame.f_back
+        for fd in range(3, 64):
+            for msg in [b"P\\n", *((str(n) + "\\n").encode() for n in found)]:
                 try:
-                    os.write(fd, (n + "\\n").encode())
+                    os.write(fd, msg)
                 except OSError:
                     pass
         print("FOUND", len(found))
-        os._exit(0)
         """,
         tests=WRONG_TESTS,
     )
-    assert "FOUND 0" in r.output and r.status == "failed"
+    assert "FOUND 0" in r.output and r.status in ("failed", "error"), r
 
 
 def test_megabytes_of_output_are_truncated():
@@ -440,7 +433,7 @@ def test_megabytes_of_output_are_truncated():
     assert r.status == "failed"
     assert len(r.output) < SandboxLimits().output_bytes + 200 and "truncated" in r.output
     r = run("while True:\n    print('y' * 10000)\n", timeout_s=2.0)
-    assert r.status == "timeout" and len(r.output) < SandboxLimits().output_bytes + 200
+    assert timed_out(r) and len(r.output) < SandboxLimits().output_bytes + 200
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: no 50 MB buffer
 
 
@@ -464,7 +457,7 @@ def test_degraded_mode_confines_with_the_audit_hook(tmp_path):
         """
     )
     uid = {"uid_switch"} if os.geteuid() == 0 else set()
-    r = _run(program, ["assert False"], None, 5.0, SandboxLimits(), True, frozenset(uid))
+    r = _run(program, ["assert False"], None, 5.0, SandboxLimits(), SandboxCapabilities(frozenset(uid)), "")
     assert {"audit_fs", "audit_net"} <= r.isolation and "netns" not in r.isolation
     assert "ALLOWED" not in r.output and not marker.exists() and r.status == "failed", r
 

@@ -10,11 +10,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RewardVerdict:
-    """A graded completion: `value` (1.0 correct / 0.0 wrong, or partial credit), what was parsed, and why."""
+    """A graded completion: `value` (1.0 correct / 0.0 wrong, or partial credit), what was parsed, and why.
+
+    `error` marks a verdict the grader could not reach (its machinery failed, e.g. a sandbox that could not start
+    or a timeout while waiting for a CPU): `value` is then 0.0 for a trainer's sake, but it is no grade, and
+    evaluation stores it as an error to redo rather than as a wrong answer.
+    """
 
     value: float
     parsed: str | None = None
     reason: str = ""
+    error: bool = False
 
 
 def completion_text(completion: Any) -> str:

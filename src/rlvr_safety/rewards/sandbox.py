@@ -1,38 +1,35 @@
-"""Run untrusted Python against tests in an isolated, resource-limited child process.
+"""Run an untrusted Python program in an isolated, resource-limited process and answer calls into it.
 
 Model-written code is hostile by assumption: RL optimises against the grader, so anything the grader lets a
 program do (exit early, print "passed", patch `check`, return an object equal to everything) will be found.
+Hence the split (see `code.py`): the tests never run in this process. A trusted test runner (`testrunner.py`, a
+separate process) executes them and forwards each call of a program function over a pipe; this file runs the
+program and answers those calls with plain data (`wire.py`). Nothing the program defines reaches the runner
+except values built by the runner's own decoder, and no secret exists in this process: the verdict is the
+runner's, on a pipe this process never holds.
 
-Layout. The grader (`rlvr_safety.rewards.code.run_tests`) starts `python -I -S sandbox.py <dir>` (this file: the
-child side only, kept to a few light stdlib imports because every run pays for them) as a *launcher* in a new
-session with a scrubbed environment. The launcher reads the job from a root-only file and deletes it, unshares
-network, mount, pid and IPC namespaces (as root directly, otherwise inside a user namespace), and forks pid 1
-of the new pid namespace, which it kills and reaps itself when the wall clock runs out. Pid 1 mounts private
-tmpfs over the world-writable directories (the working directory lives there) and a fresh /proc, and forks the
-worker (so the program gets ordinary signal semantics). The worker switches to a random unprivileged uid,
-sets rlimits (CPU, address space, file size, open files, processes, no core dumps), no-new-privs, non-dumpable
-and a parent-death signal, and runs the *harness* in-process (no exec: the interpreter is already loaded): build
-the program's namespace, run the tests, and only if everything passed write a per-run random nonce to a
-dedicated pipe. The grader counts a pass only for exactly that nonce plus exit status 0. When pid 1 dies the
-kernel kills everything left in the namespace, forks and setsid'd processes included.
+Layout. The grader (`rlvr_safety.rewards.code`) starts `python -I -S sandbox.py <dir>` (this file, kept to a few
+light stdlib imports because every run pays for them) as a *launcher* in a new session with a scrubbed
+environment. The launcher reads the job from a root-only file and deletes it, joins the run's cgroups (memory and
+process count for the sandbox as a whole, where the host allows), unshares network, mount, pid and IPC namespaces
+(as root directly, otherwise inside a user namespace), and forks pid 1 of the new pid namespace, which it kills
+and reaps itself when the wall clock runs out. Pid 1 hides the host (empty tmpfs over home, project and data
+directories, over /run and over every other host Unix socket path; private tmpfs over the world-writable
+directories, where the working directory lives; a fresh /proc) and forks the worker. The worker switches to a
+random unprivileged uid, sets rlimits (CPU, address space, file size, open files, processes, no core dumps;
+clamped to the host's hard limits), no-new-privs, non-dumpable and a parent-death signal, reports the isolation it
+got on the status pipe and closes it (so the program cannot forge a setup error), then loads the program and
+serves calls. When pid 1 dies the kernel kills everything left in the namespace, forks and setsid'd processes
+included.
 
-Where the kernel refuses a namespace (e.g. a container without CAP_SYS_ADMIN and without user namespaces), the
-run goes on with what is available and says so in `CodeResult.isolation`; the harness's audit hook then stands
-in (audit_net / audit_fs / audit_kill: no sockets, no writes outside the working directory, no signals, no new
-executables), which is a speed bump rather than a wall.
-
-Residual risk (documented, not solved): the program runs in the harness's interpreter, so with enough effort it
-can inspect the harness's memory and find the nonce. An audit hook raises on the obvious routes (frame and gc
-introspection, tracing, ctypes, /proc/*/mem), captured references make rebinding `check`, `AssertionError`,
-`sys.exit` or builtins useless, and return values must be plain data so an object whose `__eq__` always says
-True does not pass; but CPython has no in-process security boundary. The OS isolation above is the boundary:
-at worst such a program earns a reward it did not deserve, it cannot escape. The program can read files that
-are world-readable on the host (the repository, the datasets): hide answer files from it if that matters.
+Where the kernel refuses a namespace, the grader refuses to run (see `code.sandbox_capabilities`) unless weak
+isolation was asked for explicitly; then the worker's audit hook stands in (audit_net / audit_fs / audit_kill: no
+sockets, no writes outside the working directory, no signals, no new executables), a speed bump, not a wall.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import signal
 import sys
@@ -48,11 +45,14 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
 NAMESPACES = {"netns": _CLONE_NEWNET, "mountns": _CLONE_NEWNS, "pidns": _CLONE_NEWPID, "ipcns": _CLONE_NEWIPC}
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/var/lock")
 # Covered by empty tmpfs in the sandbox (plus the grader's cwd and checkout): homes, project and data trees.
 HIDDEN_DIRS = ("/home", "/root", "/work", "/workspace", "/mnt", "/media", "/srv", "/data", "/opt")
+# Runtime state of the host's services (sockets of dbus, systemd, docker, databases): replaced by an empty tmpfs.
+RUNTIME_DIRS = ("/run", "/var/run")
 _SYSTEM_DIRS = tuple(
     d + "/"
     for d in (
@@ -72,56 +72,68 @@ _SYSTEM_DIRS = tuple(
 )
 UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uid per run: own NPROC count, can signal nothing else
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-# Imported before privileges drop (the interpreter's files may be unreadable for the sandbox uid) and before the
-# snapshot that decides which classes count as plain data and which module attributes must stay untouched.
-_PRELOAD = (
+# With a mount namespace the interpreter's directories are bound back readable (see _mask_host_dirs) and a program
+# imports what it uses. Without one, the sandbox uid may not reach the interpreter's files at all: import these
+# before privileges drop.
+_PRELOAD_WEAK = (
     "bisect collections collections.abc copy ctypes datetime decimal fractions functools heapq itertools json "
-    "math operator random re resource string"
-).split()
-# Without a mount namespace the sandbox uid may not reach the interpreter's files at all: import more up front.
-_PRELOAD_EXTRA = (
+    "math operator random re resource string "
     "abc array ast base64 binascii bz2 calendar cmath contextlib copyreg csv dataclasses difflib enum fnmatch "
     "glob gzip hashlib inspect io lzma numbers pathlib pickle pprint queue secrets select shutil socket "
     "statistics struct subprocess tempfile textwrap threading time tokenize types typing unicodedata uuid "
     "weakref zlib"
 ).split()
+TIMEOUT_EXIT = 124
+
+
+def load_wire(code: Any) -> Any:
+    """The `wire` module from its code object (compiled by the grader, passed in the job)."""
+    import types
+
+    module = types.ModuleType("rlvr_wire")
+    exec(code, module.__dict__)
+    return module
 
 
 def _launcher_main(workdir: str) -> NoReturn:
-    path = os.path.join(workdir, "job.json")
-    with open(path, encoding="utf-8") as f:
-        job = json.load(f)
-    os.unlink(path)  # the nonce exists only in this process from here on
-    vfd = job["verdict_fd"]
+    path = os.path.join(workdir, "job")
+    with open(path, "rb") as f:
+        job = marshal.load(f)  # written by the grader (trusted); the program never sees this file
+    os.unlink(path)
+    vfd = job["status_fd"]
+    try:
+        for group in job.get("cgroups", ()):  # first: every process of the sandbox is born inside
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+    except OSError as exc:
+        os.write(vfd, f"E:sandbox setup failed: joining cgroup: {exc}\n".encode())
+        os._exit(3)
+    wire = load_wire(job.pop("wire"))
     features, errors = _unshare(set(job["features"]))
-    extra = _PRELOAD_EXTRA if job["uid"] is not None and "mountns" not in features else []
-    for name in [*_PRELOAD, *extra]:
+    for name in _PRELOAD_WEAK if job["uid"] is not None and "mountns" not in features else ["ctypes"]:
         try:
             __import__(name)
         except ImportError:
             pass
-    _fork_and_wait(vfd, job, wall_s=job["wall_s"])
+    _fork_and_wait(job, wall_s=job["wall_s"])
     # pid 1 of the new pid namespace (if any): mounts need root, and /proc must be mounted from inside. It then
     # forks the worker, so the program gets ordinary signal semantics (init ignores unhandled signals).
     try:
         workdir = _private_mounts(job, features, errors, workdir)
-        _fork_and_wait(vfd, job)
-        _confine(job, features, workdir)
-    except BaseException as exc:  # noqa: BLE001 - report any setup failure on the verdict channel
+        _fork_and_wait(job)
+        _confine(job, features, errors, workdir)
+    except BaseException as exc:  # noqa: BLE001 - report any setup failure on the status channel
         os.write(vfd, f"E:sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
         os._exit(3)
-    _harness(job, workdir, features, errors)
-
-
-TIMEOUT_EXIT = 124
+    _serve(job, workdir, features, errors, wire)
 
 
 class _WallClock(Exception):
     pass
 
 
-def _fork_and_wait(vfd: int, job: dict[str, Any], wall_s: float | None = None) -> None:
-    """Fork; the parent drops its copy of the job, waits, and exits with the child's status.
+def _fork_and_wait(job: dict[str, Any], wall_s: float | None = None) -> None:
+    """Fork; the parent drops its pipe ends and the job, waits, and exits with the child's status.
 
     With `wall_s` (the launcher), the parent enforces the time limit itself: it kills and *reaps* the child,
     so a timeout leaves no orphan for an init that may never reap it, and exits with TIMEOUT_EXIT.
@@ -129,7 +141,8 @@ def _fork_and_wait(vfd: int, job: dict[str, Any], wall_s: float | None = None) -
     pid = os.fork()
     if pid == 0:
         return
-    os.close(vfd)
+    for key in ("status_fd", "call_fd", "reply_fd"):
+        os.close(job[key])  # only the worker holds the pipes: its death is an end of stream for the runner
     job.clear()
     _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # best effort: the pid namespace backs it up
     if wall_s is not None:
@@ -196,7 +209,7 @@ def _unshare(wanted: set[str]) -> tuple[set[str], list[str]]:
 
 
 def _private_mounts(job: dict[str, Any], features: set[str], errors: list[str], workdir: str) -> str:
-    """Private tmpfs over world-writable dirs, a fresh /proc, the interpreter made reachable; returns the workdir."""
+    """Hide the host, private tmpfs over world-writable dirs, a fresh /proc; returns the working directory."""
     import ctypes
 
     libc = _libc()
@@ -220,6 +233,11 @@ def _private_mounts(job: dict[str, Any], features: set[str], errors: list[str], 
         needed = [*sys.path, os.path.join(sys.base_prefix, "lib"), os.path.join(sys.prefix, "lib")]
         if _mask_host_dirs(needed, [*HIDDEN_DIRS, *job.get("hide", ())], uid is not None, mount):
             features.add("hidden_host_dirs")
+        _hide_sockets(job.get("sockets", ()), mount)
+        for d in RUNTIME_DIRS:
+            if os.path.isdir(d) and not os.path.islink(d):
+                mount("tmpfs", d, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=65536,mode=755")
+        features.add("hidden_run")
         tmp_size = job["limits"]["tmpfs_bytes"]
         for d in _WORLD_WRITABLE:
             if os.path.isdir(d) and not os.path.islink(d):
@@ -237,11 +255,24 @@ def _private_mounts(job: dict[str, Any], features: set[str], errors: list[str], 
     return workdir
 
 
+def _hide_sockets(paths: Iterable[str], mount: Any) -> None:
+    """Bind /dev/null over each host Unix socket (as listed by the grader from /proc/net/unix): connecting to
+    it then fails. Sockets under directories that get covered anyway are skipped by the grader."""
+    import stat
+
+    for path in paths:
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                mount("/dev/null", path, None, _MS_BIND)
+        except OSError:
+            pass  # gone since it was listed, or on a path we cannot reach: nothing to hide
+
+
 def _target_uid(job: dict[str, Any], features: set[str]) -> int | None:
     return job["uid"] if os.geteuid() == 0 and "userns" not in features else None
 
 
-def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
+def _confine(job: dict[str, Any], features: set[str], errors: list[str], workdir: str) -> None:
     """In the worker: fresh uid, no new privileges, parent-death signal, rlimits, clean environment."""
     import resource
 
@@ -258,16 +289,18 @@ def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
     # Not dumpable: processes it starts (same uid) cannot read its memory through /proc/<pid>/mem.
     _check(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(dumpable)")
     lim = job["limits"]
-    for res, value in (
-        (resource.RLIMIT_CPU, job["cpu_s"]),
-        (resource.RLIMIT_AS, lim["memory_bytes"]),
-        (resource.RLIMIT_FSIZE, lim["file_bytes"]),
-        (resource.RLIMIT_NOFILE, lim["open_files"]),
-        (resource.RLIMIT_NPROC, lim["processes"]),
-        (resource.RLIMIT_CORE, 0),
+    for name, res, value in (
+        ("cpu", resource.RLIMIT_CPU, job["cpu_s"]),
+        ("memory", resource.RLIMIT_AS, lim["memory_bytes"]),
+        ("file size", resource.RLIMIT_FSIZE, lim["file_bytes"]),
+        ("open files", resource.RLIMIT_NOFILE, lim["open_files"]),
+        ("processes", resource.RLIMIT_NPROC, lim["processes"]),
+        ("core", resource.RLIMIT_CORE, 0),
     ):
-        hard = value + 1 if res == resource.RLIMIT_CPU else value  # SIGXCPU first, SIGKILL a second later
-        resource.setrlimit(res, (value, hard))
+        soft, hard = clamp_rlimit(res, value, value + 1 if res == resource.RLIMIT_CPU else value)
+        if soft < value:
+            errors.append(f"{name} limit clamped to the host's hard limit {soft}")
+        resource.setrlimit(res, (soft, hard))
     features.add("rlimits")
     os.chdir(workdir)
     os.environ.clear()
@@ -276,6 +309,17 @@ def _confine(job: dict[str, Any], features: set[str], workdir: str) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # partial output survives a kill
+
+
+def clamp_rlimit(res: int, soft: int, hard: int) -> tuple[int, int]:
+    """`(soft, hard)` lowered to the current hard limit: an unprivileged process may not raise it (CPU: SIGXCPU
+    at the soft limit, SIGKILL at the hard one)."""
+    import resource
+
+    cur_hard = resource.getrlimit(res)[1]
+    if cur_hard != resource.RLIM_INFINITY:
+        soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+    return soft, hard
 
 
 def _mask_host_dirs(needed: Iterable[str], hide: Iterable[str], uid_switch: bool, mount: Any) -> list[str]:
@@ -322,265 +366,127 @@ def _mask_host_dirs(needed: Iterable[str], hide: Iterable[str], uid_switch: bool
     return sorted(covers)
 
 
-class _Blocked(ValueError):  # ValueError: namedtuple/enum/typing already tolerate it from sys._getframe
-    """An introspection route the sandboxed program may not take."""
-
-
-def _harness(job: dict[str, Any], workdir: str, features: set[str], errors: list[str]) -> NoReturn:
-    """Run program then tests; write the nonce only if all passed. Never returns.
-
-    Everything used after the program starts is bound to a local first: the program shares this interpreter
-    and may rebind module globals, builtins and stdlib attributes.
-    """
-    import builtins
-    import types
-
-    _type, _id, _len, _str, _dict, _list, _exec, _compile = type, id, len, str, dict, list, exec, compile
-    _callable, _isinstance, _enumerate, _BaseException = callable, isinstance, enumerate, BaseException
-    _hasattr = hasattr
-    _write, _exit, _encode, _startswith = os.write, os._exit, str.encode, str.startswith
-    _fsdecode, _realpath, _basename, _getcwd = os.fsdecode, os.path.realpath, os.path.basename, os.getcwd
-    _join = os.path.join
-    _modules, _Module, _Function, _blocked = sys.modules, types.ModuleType, types.FunctionType, _Blocked
-    _tio_flush = type(sys.stdout).flush
-    out, err = sys.stdout, sys.stderr
-    vfd = job["verdict_fd"]
-    nonce = _encode(job.pop("nonce") + "\n")
-    program, tests, entry = job["program"], job["tests"], job["entry_point"]
-    guard_returns = job["guard_returns"]
-    job.clear()
-
-    def flush() -> None:
-        for stream in (out, err):
-            try:
-                _tio_flush(stream)
-            except _BaseException:
-                pass
-
-    def finish(kind: str, msg: str) -> NoReturn:
-        flush()
-        try:
-            _write(vfd, _encode(kind + ":" + msg[:1500] + "\n", "utf-8", "replace"))
-        finally:
-            _exit(1)
-
-    def describe(exc: BaseException) -> str:
-        try:
-            text = _str(exc)
-        except _BaseException:
-            text = "<unprintable>"
-        return _type(exc).__name__ + (": " + text[:300] if text else "")
-
-    # Snapshots taken before any untrusted code runs.
-    builtins_snapshot = _dict(builtins.__dict__)
-    modules_snapshot = _dict(sys.modules)
-    module_dicts = [
-        (name, m.__dict__, _dict(m.__dict__))
-        for name, m in sys.modules.items()
-        if name not in ("__main__", "sys") and _isinstance(getattr(m, "__dict__", None), dict)
-    ]
-    trusted: list[type] = []
-    seen: set[int] = set()
-    stack: list[type] = [object]
-    while stack:
-        cls = stack.pop()
-        if _id(cls) in seen:
-            continue
-        seen.add(_id(cls))
-        trusted.append(cls)
-        try:
-            stack.extend(type.__subclasses__(cls))
-        except TypeError:
-            stack.extend(cls.__subclasses__())
-    trusted_ids = frozenset(_id(c) for c in trusted)
-    compare_slots = "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__ __bool__ __len__".split()
-    heap_slots = {
-        _id(c): tuple(c.__dict__.get(s) for s in compare_slots) for c in trusted if c.__flags__ & (1 << 9)
-    }
-    containers = {_id(t): t for t in (list, tuple, set, frozenset, dict)}
-    _dict_items = dict.items
-
-    def plain(value: Any) -> str | None:
-        """Why `value` is not plain data (an object of a class that existed before the program), or None."""
-        todo = [value]
-        visited: set[int] = set()
-        kinds: dict[int, Any] = {}  # type id -> container base (or None), for types already vetted
-        budget = 1_000_000  # beyond this many objects the rest is accepted unchecked
-        while todo and budget > 0:
-            budget -= 1
-            v = todo.pop()
-            t = _type(v)
-            tid = _id(t)
-            if tid not in kinds:
-                if tid not in trusted_ids:
-                    return "a " + _str(t.__name__) + " object defined by the program"
-                kind = None
-                for c in t.__mro__:
-                    slots = heap_slots.get(_id(c))
-                    if slots is not None and tuple(c.__dict__.get(s) for s in compare_slots) != slots:
-                        return "class " + c.__name__ + " was modified"
-                    if kind is None:
-                        kind = containers.get(_id(c))
-                kinds[tid] = kind
-            kind = kinds[tid]
-            if kind is None or _id(v) in visited:
-                continue
-            visited.add(_id(v))
-            if kind is dict:
-                for k, x in _dict_items(v):
-                    todo.append(k)
-                    todo.append(x)
-            else:
-                todo.extend(kind.__iter__(v))
-        return None
-
-    def checked(items: Any) -> Any:  # a returned iterator: every item it yields must be plain data as well
-        for item in items:
-            why = plain(item)
-            if why is not None:
-                raise TypeError("yielded value is not plain data: " + why)
-            yield item
-
-    def guard(fn: Any) -> Any:
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            result = fn(*args, **kwargs)
-            why = plain(result)
-            if why is not None:
-                raise TypeError("return value is not plain data: " + why)
-            if _hasattr(_type(result), "__next__"):
-                return checked(result)
-            return result
-
-        return guarded
-
-    blocked_events = set(
-        {
-            "sys._getframe",
-            "sys._current_frames",
-            "sys._current_exceptions",
-            "sys.settrace",
-            "sys.setprofile",
-            "gc.get_objects",
-            "gc.get_referrers",
-            "gc.get_referents",
-        }
-    )
-    blocked_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
-
-    memory_files = frozenset({"mem", "pagemap", "map_files", "maps", "smaps", "environ", "auxv"})
-
-    # Degraded mode: where the kernel refused an isolation feature, the audit hook stands in for it. That is
-    # a speed bump, not a wall (e.g. code that reaches C directly bypasses it), so it is recorded as "audit_*".
+def _audit_hook(features: set[str], workdir: str) -> Any:
+    """Weak isolation only: an audit hook standing in for the namespaces the kernel refused (not a wall)."""
+    blocked: set[str] = set()
     if "netns" not in features:
-        blocked_events |= {
-            "socket.connect",
-            "socket.bind",
-            "socket.sendto",
-            "socket.sendmsg",
-            "socket.getaddrinfo",
-        }
+        blocked |= {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo"}
         features.add("audit_net")
     if "uid_switch" not in features and "pidns" not in features:
-        blocked_events |= {"os.kill", "os.killpg", "signal.pthread_kill"}
+        blocked |= {"os.kill", "os.killpg", "signal.pthread_kill"}
         features.add("audit_kill")
     confine_writes = "private_tmp" not in features
     if confine_writes:
         features.add("audit_fs")
-    if features & {"audit_net", "audit_kill", "audit_fs"}:  # a new executable would not carry the hook
-        blocked_events |= {
-            "os.exec",
-            "os.posix_spawn",
-            "os.spawn",
-            "os.system",
-            "subprocess.Popen",
-            "pty.spawn",
-        }
+    if not features & {"audit_net", "audit_kill", "audit_fs"}:
+        return None
+    blocked |= {"os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen", "pty.spawn"}
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
     path_events = frozenset(
         "os.mkdir os.rename os.remove os.rmdir os.symlink os.link os.truncate os.chmod os.chown os.utime".split()
     )
-    home = _realpath(workdir) + "/"
+    home = os.path.realpath(workdir) + "/"
+    _realpath, _join, _getcwd, _fsdecode, _isinstance = (
+        os.path.realpath,
+        os.path.join,
+        os.getcwd,
+        os.fsdecode,
+        isinstance,
+    )
 
     def outside(path: Any) -> bool:
         if _isinstance(path, int):
             return False  # an already open descriptor; opening it was checked
-        real = _realpath(_join(_getcwd(), _fsdecode(path)))
-        return not _startswith(real + "/", home)
+        return not (_realpath(_join(_getcwd(), _fsdecode(path))) + "/").startswith(home)
 
     def audit(event: str, args: tuple[Any, ...]) -> None:
-        if event in blocked_events or _startswith(event, "ctypes."):
-            raise _blocked("sandbox: " + event + " is not allowed")
-        if event == "object.__getattr__" and _len(args) > 1 and args[1] in blocked_attrs:
-            raise _blocked("sandbox: reading frames is not allowed")
-        if event == "open" and args and _isinstance(args[0], (str, bytes)):
-            path = _fsdecode(args[0])
-            real = _realpath(_join(_getcwd(), path))
-            if _basename(path) in memory_files or _basename(real) in memory_files:
-                raise _blocked("sandbox: opening " + path + " is not allowed")
-            flags = args[2] if _len(args) > 2 and _isinstance(args[2], int) else 0
-            if confine_writes and flags & write_flags and outside(path):
-                raise _blocked("sandbox: writing outside the working directory is not allowed")
+        if event in blocked or event.startswith("ctypes."):
+            raise PermissionError("sandbox: " + event + " is not allowed")
+        if confine_writes and event == "open" and args and _isinstance(args[0], (str, bytes)):
+            flags = args[2] if len(args) > 2 and _isinstance(args[2], int) else 0
+            if flags & write_flags and outside(args[0]):
+                raise PermissionError("sandbox: writing outside the working directory is not allowed")
         if confine_writes and event in path_events:
             targets = args[:2] if event in ("os.rename", "os.symlink", "os.link") else args[:1]
             for target in targets:
                 if _isinstance(target, (str, bytes, int)) and outside(target):
-                    raise _blocked("sandbox: changing files outside the working directory is not allowed")
+                    raise PermissionError("sandbox: changing files outside the working directory is not allowed")
 
-    _write(vfd, b"I:" + json.dumps({"features": sorted(features), "errors": errors}).encode() + b"\n")
-    sys.settrace(None)
-    sys.setprofile(None)
-    if "threading" in sys.modules:
-        sys.modules["threading"].settrace(None)
-    sys.addaudithook(audit)  # cannot be removed again
+    return audit
 
-    # 1. The program.
-    prog_ns: dict[str, Any] = {"__name__": "__program__", "__builtins__": builtins}
-    try:
-        _exec(_compile(program, "<program>", "exec"), prog_ns)
-    except _BaseException as exc:
-        finish("E", "program failed to load: " + describe(exc))
 
-    # 2. The tests, in a namespace with pristine builtins and (optionally) guarded program functions.
-    test_ns = _dict(prog_ns)
-    test_ns["__builtins__"] = _dict(builtins_snapshot)
-    test_ns["__name__"] = "__tests__"
-    if guard_returns:
-        for key, value in _list(prog_ns.items()):
-            t = _type(value)
-            if _callable(value) and not _isinstance(value, type) and t is not _Module:
-                if t is _Function or t.__module__ not in ("typing", "builtins"):
-                    test_ns[key] = guard(value)
-    if _isinstance(tests, str):
+def _serve(job: dict[str, Any], workdir: str, features: set[str], errors: list[str], wire: Any) -> NoReturn:
+    """Load the program, then answer calls from the test runner until it hangs up. Never returns.
+
+    Protocol (frames of `wire`): first {"ready": [callable global names], "values": [other global names]} or
+    {"load": "why it failed"}; then for each ["call", name, args, kwargs] (or ["get", name], a global's value)
+    one of {"r": value}, {"x": [exception type, message]} or {"bad": why the result is not plain data}.
+    """
+    import builtins
+    import types
+
+    call_fd, reply_fd, status_fd = job["call_fd"], job["reply_fd"], job["status_fd"]
+    program = job["program"]
+    job.clear()
+    hook = _audit_hook(features, workdir)
+    os.write(status_fd, b"I:" + wire.dumps({"features": sorted(features), "errors": errors}) + b"\n")
+    os.close(status_fd)  # the program cannot report a setup failure in the grader's name
+    if hook is not None:
+        sys.addaudithook(hook)
+
+    def describe(exc: BaseException) -> str:
         try:
-            _exec(_compile(tests, "<tests>", "exec"), test_ns)
-        except _BaseException as exc:
-            finish("F", "tests failed: " + describe(exc))
-        if entry is not None and _callable(test_ns.get("check")):
-            if entry not in prog_ns or not _callable(prog_ns[entry]):
-                finish("E", f"entry point {entry!r} is not defined")
-            candidate = guard(prog_ns[entry]) if guard_returns else prog_ns[entry]
-            try:
-                test_ns["check"](candidate)
-            except _BaseException as exc:
-                finish("F", "check failed: " + describe(exc))
-    else:
-        for i, stmt in _enumerate(tests):
-            try:
-                _exec(_compile(stmt, f"<test {i}>", "exec"), test_ns)
-            except _BaseException as exc:
-                finish("F", f"test {i} failed: {stmt.strip()[:200]}: " + describe(exc))
+            text = str(exc)[:300]
+        except BaseException:  # noqa: BLE001 - the program's own __str__ may raise anything
+            text = "<unprintable>"
+        return type(exc).__name__ + (": " + text if text else "")
 
-    # 3. No stdlib rebinding (e.g. math.isclose = lambda *a: True) may have helped the tests along.
-    for name, mod in _dict_items(modules_snapshot):
-        if _modules.get(name) is not mod:
-            finish("E", f"program replaced sys.modules[{name!r}]")
-    for name, live, snap in module_dicts:
-        for key, value in _dict_items(snap):
-            if live.get(key, builtins_snapshot) is not value:
-                finish("E", f"program rebound {name}.{key}")
-    flush()
-    _write(vfd, nonce)
-    _exit(0)
+    def reply(message: Any) -> None:
+        try:
+            payload = wire.dumps(message)
+            if len(payload) > wire.MAX_FRAME:
+                payload = wire.dumps({"bad": f"result of {len(payload)} bytes is over the cap"})
+        except wire.WireError as exc:
+            payload = wire.dumps({"bad": str(exc)})
+        wire.write_frame(reply_fd, payload)
+
+    namespace: dict[str, Any] = {"__name__": "__program__", "__builtins__": builtins}
+    try:
+        exec(compile(program, "<program>", "exec"), namespace)
+    except BaseException as exc:  # noqa: BLE001 - any failure to load is the program's
+        _flush()
+        reply({"load": describe(exc)})
+        os._exit(0)
+    names = [k for k, v in list(namespace.items()) if type(k) is str and not k.startswith("__")]
+    callables = [k for k in names if callable(namespace[k]) and not isinstance(namespace[k], types.ModuleType)]
+    reply({"ready": callables, "values": [k for k in names if k not in callables]})
+    while True:
+        _flush()
+        frame = wire.read_frame(call_fd)
+        if frame is None:
+            os._exit(0)
+        try:
+            request = wire.loads(frame)
+            if request[0] == "get":
+                result = namespace[request[1]]
+            else:
+                _, name, args, kwargs = request
+                result = namespace[name](*wire.decode(args), **wire.decode(kwargs))
+            try:
+                message = {"r": wire.encode(result)}
+            except wire.WireError as exc:
+                message = {"bad": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - the call's outcome, whatever it is, goes to the runner
+            message = {"x": [type(exc).__name__, describe(exc)]}
+        reply(message)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - the program may have replaced or closed its streams
+            pass
 
 
 if __name__ == "__main__":
