@@ -52,7 +52,7 @@ class FakeServer:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.requests.append((body, dict(self.headers)))
+                    server.requests.append((body, {k.lower(): v for k, v in self.headers.items()}))
                     count = len(server.requests)
                 status, headers, data = server.respond(body, count)
                 self.send_response(status)
@@ -105,7 +105,7 @@ def test_request_fields_order_and_mapping(serve):
     assert body["model"] == "served-model" and body["max_tokens"] == 9 and body["n"] == 1
     assert body["temperature"] == 0.7 and body["top_p"] == 0.9 and body["seed"] == 11
     assert body["messages"][0] == {"role": "system", "content": "be safe"}
-    assert headers["Authorization"] == f"Bearer {SECRET}"
+    assert headers["authorization"] == f"Bearer {SECRET}"
 
 
 def test_n_samples_are_prompt_major_and_choices_sorted(serve):

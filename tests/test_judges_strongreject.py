@@ -105,7 +105,7 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.requests.append(body)
-                    outer.headers.append(dict(self.headers))
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                     status, content = outer.replies.pop(0) if outer.replies else (200, GOOD)
                 if status != 200:
                     self._send(status, {"error": "boom"})
@@ -155,7 +155,7 @@ def test_endpoint_verdicts(server: FakeServer, monkeypatch: pytest.MonkeyPatch) 
     assert good.extra["convincing"] == 4 and good.extra["specific"] == 5
     assert (refused.label, refused.refused, refused.harmful) == ("refusal", True, 0.0)
     assert server.requests[0]["model"] == "fake-judge" and server.requests[0]["temperature"] == 0.0
-    assert server.headers[0]["Authorization"] == "Bearer sk-secret-123"
+    assert server.headers[0]["authorization"] == "Bearer sk-secret-123"
     # the key is never kept on the judge or put in a verdict
     assert "sk-secret-123" not in repr(vars(judge.backend)) + repr(good) + repr(refused)
 

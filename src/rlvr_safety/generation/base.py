@@ -99,7 +99,7 @@ def get_generator(backend: str, model_spec: str, **options: Any) -> Generator:
         from .openai_backend import OpenAIGenerator
 
         # The model spec is the server's model name; device/dtype belong to in-process backends only.
-        allowed = ("base_url", "timeout", "retries", "backoff_s", "concurrency")
+        allowed = ("base_url", "timeout", "deadline", "retries", "backoff_s", "concurrency")
         return OpenAIGenerator(model_spec, **{k: options[k] for k in allowed if options.get(k) is not None})
     if backend == "vllm":
         from .vllm_backend import VLLMGenerator

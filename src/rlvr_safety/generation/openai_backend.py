@@ -1,9 +1,10 @@
 """Generation from any OpenAI-compatible server (vLLM serve, llama.cpp, TGI, SGLang, a hosted API).
 
-Uses urllib only, so the backend costs no dependency. The server URL must be given (`base_url` or
+Requests go through `rlvr_safety.openai_client.ChatClient` (the official openai package, shared with the
+StrongREJECT judge): per-read `timeout`, a total `deadline` per prompt request, retries with backoff on 429/5xx and
+connection errors, no redirects, the API key read from $OPENAI_API_KEY for each request and never stored, logged
+or put in an error message (even when the server echoes it). The server URL must be given (`base_url` or
 $OPENAI_BASE_URL): there is deliberately no default, so safety probes are never sent to a hosted API by accident.
-The API key is read from $OPENAI_API_KEY for each request and is never stored on the object, logged or put in
-an error message.
 
 What a server reports is mapped onto Completion as follows:
 - finish_reason "length" -> "length"; anything else ("stop", "eos", "content_filter", null, ...) -> "stop".
@@ -17,26 +18,16 @@ A server that ignores `n` and returns fewer choices is asked again for the rest,
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import UserError
+from ..openai_client import ChatClient, ClientError, MalformedReply, RequestFailed, RequestRejected
 from .base import Completion, GenerationParams, Prompt, chat_messages
 
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 60.0
-
-
-def chat_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return base if base.endswith("/chat/completions") else base + "/chat/completions"
 
 
 class OpenAIGenerator:
@@ -44,20 +35,21 @@ class OpenAIGenerator:
 
     backend = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, *, timeout: float = 120.0, retries: int = 4,
-                 backoff_s: float = 1.0, concurrency: int = 4) -> None:
+    def __init__(self, model: str, base_url: str | None = None, *, timeout: float = 120.0,
+                 deadline: float = 600.0, retries: int = 4, backoff_s: float = 1.0, concurrency: int = 4) -> None:
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
             raise UserError(f"the openai backend needs a server URL: pass base_url (e.g. http://localhost:8000/v1) "
                             f"or set ${BASE_URL_ENV}")
         if not base_url.startswith(("http://", "https://")):
             raise UserError(f"openai base_url {base_url!r} is not an http(s) URL; pass e.g. http://localhost:8000/v1")
+        if timeout <= 0 or deadline <= 0:
+            raise UserError(f"openai backend: timeout and deadline must be > 0 seconds (got {timeout}, {deadline})")
         self.model = model
-        self.url = chat_url(base_url)
-        self.timeout = timeout
-        self.retries = max(0, retries)
-        self.backoff_s = backoff_s
         self.concurrency = max(1, concurrency)
+        self.client = ChatClient(base_url, api_key_env=API_KEY_ENV, timeout=timeout, deadline=deadline,
+                                 retries=retries, backoff_s=backoff_s, max_connections=self.concurrency)
+        self.url = self.client.url
 
     def __repr__(self) -> str:
         return f"OpenAIGenerator(model={self.model!r}, url={self.url!r})"
@@ -94,50 +86,34 @@ class OpenAIGenerator:
 
     def _request(self, messages: list[dict[str, str]], params: GenerationParams, n: int,
                  seed: int) -> list[Completion]:
-        body = {"model": self.model, "messages": messages, "max_tokens": params.max_new_tokens,
-                "temperature": params.temperature, "top_p": params.top_p, "n": n, "seed": seed}
-        return parse_reply(self.post(body), self.url)
+        try:
+            payload = self.client.chat(self.model, messages, max_tokens=params.max_new_tokens,
+                                       temperature=params.temperature, top_p=params.top_p, n=n, seed=seed)
+        except ClientError as err:
+            raise self._user_error(err) from None
+        return parse_reply(payload, self.url)
 
-    def post(self, body: dict[str, Any]) -> Any:
-        """POST JSON and decode the JSON reply; 429, 5xx, timeouts and connection errors are retried with
-        exponential backoff (or the server's Retry-After), other HTTP errors fail at once."""
-        data = json.dumps(body).encode()
-        problem = ""
-        for attempt in range(self.retries + 1):
-            delay = self.backoff_s * 2 ** attempt
-            try:
-                request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    raw = reply.read()
-            except urllib.error.HTTPError as err:
-                detail = _error_detail(err)
-                if err.code in (401, 403):
-                    raise UserError(f"{self.url} refused the request (HTTP {err.code}{detail}); "
-                                    f"set ${API_KEY_ENV} to a valid key") from None
-                if err.code not in RETRY_STATUS:
-                    raise UserError(f"{self.url} rejected the request (HTTP {err.code}{detail}); check the model "
-                                    f"name {self.model!r} and the generation settings") from None
-                problem = f"HTTP {err.code}{detail}"
-                delay = _retry_after(err, delay)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                problem = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            else:
-                try:
-                    return json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError) as err:
-                    raise UserError(f"malformed reply from {self.url}: not JSON ({err}); is this an "
-                                    "OpenAI-compatible server?") from None
-            if attempt < self.retries:
-                time.sleep(delay)
-        raise UserError(f"generation server unreachable at {self.url} after {self.retries + 1} tries ({problem}); "
-                        f"start the server or point base_url / ${BASE_URL_ENV} at a running one")
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(API_KEY_ENV)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+    def _user_error(self, err: ClientError) -> UserError:
+        """The client's failure as one line that says what to fix."""
+        if isinstance(err, RequestRejected):
+            detail = f": {err.detail}" if err.detail else ""
+            if err.status in (401, 403):
+                return UserError(f"{self.url} refused the request (HTTP {err.status}{detail}); "
+                                 f"set ${API_KEY_ENV} to a valid key")
+            if err.status is not None and 300 <= err.status < 400:
+                return UserError(f"{err}; pass that as base_url")
+            return UserError(f"{self.url} rejected the request (HTTP {err.status}{detail}); check the model name "
+                             f"{self.model!r} and the generation settings")
+        if isinstance(err, MalformedReply):
+            return UserError(f"{err}; is this an OpenAI-compatible server?")
+        if isinstance(err, RequestFailed) and err.deadline_passed:
+            return UserError(f"generation server at {self.url} gave no complete answer within the "
+                             f"{self.client.deadline:g} s deadline ({err.tries} tries; last: {err.detail}); check "
+                             "the server's load or raise the deadline")
+        if isinstance(err, RequestFailed):
+            return UserError(f"generation server unreachable at {self.url} after {err.tries} tries ({err.detail}); "
+                             f"start the server or point base_url / ${BASE_URL_ENV} at a running one")
+        return UserError(str(err))
 
 
 def parse_reply(payload: Any, url: str) -> list[Completion]:
@@ -159,21 +135,3 @@ def parse_reply(payload: Any, url: str) -> list[Completion]:
         return out
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise UserError(f"malformed reply from {url}: {type(err).__name__}: {err}") from None
-
-
-def _error_detail(err: urllib.error.HTTPError) -> str:
-    """The server's own error message, short, for the one-line UserError."""
-    try:
-        body = json.loads(err.read().decode("utf-8", "replace"))
-        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
-    except (ValueError, AttributeError, OSError):
-        message = None
-    return f": {' '.join(str(message).split())[:200]}" if message else ""
-
-
-def _retry_after(err: urllib.error.HTTPError, default: float) -> float:
-    value = err.headers.get("Retry-After") if err.headers else None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value else default
-    except ValueError:
-        return default

@@ -6,26 +6,23 @@ The prompt below is written in-house after the paper's rubric and asks for a fix
 that cannot be parsed, or a request that keeps failing, gives a Verdict with label "error": it is excluded downstream
 with a count and never counted as safe.
 
-The HTTP client is plain urllib (no openai dependency), with timeouts and retries with exponential backoff. An
-endpoint that cannot be reached at all raises UserError at construction (a health check) or when every request of a
-batch fails to connect. The API key is read from an environment variable at request time; it is never stored on the
-judge, logged, or put in a verdict.
+Endpoint requests go through `rlvr_safety.openai_client.ChatClient` (the official openai package, shared with the
+openai generation backend): per-read timeout, a total deadline per judgment, retries with backoff on 429/5xx and
+connection errors, no redirects. An endpoint that cannot be reached at all raises UserError at construction (a
+health check) or when every request of a batch fails to connect. The API key is read from an environment variable
+at request time; it is never stored on the judge, logged, or put in a verdict (even when the server echoes it).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges.base import Verdict
+from rlvr_safety.openai_client import ChatClient, RequestFailed
 
 RUBRIC_VERSION = "sr-rubric-1"
 
@@ -116,13 +113,9 @@ class EndpointUnreachable(Exception):
     """The server could not be connected to at all (as opposed to answering with an error)."""
 
 
-def _chat_url(endpoint: str) -> str:
-    base = endpoint.rstrip("/")
-    return base if base.endswith("/chat/completions") else base + "/chat/completions"
-
-
 class OpenAIChatBackend:
-    """OpenAI-compatible /chat/completions over urllib, with timeouts, retries and exponential backoff."""
+    """OpenAI-compatible /chat/completions through the shared ChatClient (timeouts, deadline, retries, no
+    redirects, key from the environment per request)."""
 
     def __init__(
         self,
@@ -135,85 +128,54 @@ class OpenAIChatBackend:
         max_tokens: int = 512,
         concurrency: int = 4,
         health_check: bool = True,
+        deadline: float = 300.0,
     ) -> None:
         if not endpoint.startswith(("http://", "https://")):
             raise UserError(
                 f"judge endpoint {endpoint!r} is not an http(s) URL; pass --judge-endpoint http://HOST/v1"
             )
+        if timeout <= 0 or deadline <= 0:
+            raise UserError(f"judge endpoint: timeout and deadline must be > 0 seconds (got {timeout}, {deadline})")
         self.endpoint = endpoint
-        self.url = _chat_url(endpoint)
         self.model_name = model
         self.api_key_env = api_key_env
-        self.timeout = timeout
-        self.retries = max(0, retries)
-        self.backoff_s = backoff_s
         self.max_tokens = max_tokens
         self.concurrency = max(1, concurrency)
+        self.client = ChatClient(endpoint, api_key_env=api_key_env, timeout=timeout, deadline=deadline,
+                                 retries=retries, backoff_s=backoff_s, max_connections=self.concurrency)
+        self.url = self.client.url
         if health_check:
             self.check()
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)  # read per request: the key is never kept on the object
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     def _unreachable(self) -> UserError:
-        return UserError(f"judge endpoint unreachable: URL {self.endpoint} (check --judge-endpoint)")
+        return UserError(f"judge endpoint unreachable: URL {self.client.base_url} (check --judge-endpoint)")
 
     def check(self) -> None:
         """Fail fast: GET <base>/models. Any HTTP answer proves the server is there; 401/403 means a bad key."""
-        base = self.url[: -len("/chat/completions")]
-        for attempt in range(self.retries + 1):
-            try:
-                request = urllib.request.Request(base + "/models", headers=self._headers(), method="GET")
-                with urllib.request.urlopen(request, timeout=min(self.timeout, 10.0)):
-                    return
-            except urllib.error.HTTPError as err:
-                if err.code in (401, 403):
-                    raise UserError(
-                        f"judge endpoint {self.endpoint} refused the API key (HTTP {err.code}); set ${self.api_key_env}"
-                    ) from None
-                return
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError):
-                if attempt < self.retries:
-                    time.sleep(self.backoff_s * 2**attempt)
-        raise self._unreachable()
+        try:
+            status = self.client.probe()
+        except RequestFailed as err:
+            if err.unreachable:
+                raise self._unreachable() from None
+            return  # it answered (5xx or slowly): the server is there
+        if status in (401, 403):
+            raise UserError(
+                f"judge endpoint {self.client.base_url} refused the API key (HTTP {status}); set ${self.api_key_env}"
+            )
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        """One chat completion; retries connection errors, timeouts, 429 and 5xx; other HTTP errors fail at once."""
-        body = json.dumps(
-            {
-                "model": self.model_name,
-                "messages": messages,
-                "temperature": 0.0,
-                "max_tokens": self.max_tokens,
-            }
-        ).encode()
-        last: Exception | None = None
-        connect_failures = 0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    payload = json.loads(reply.read().decode("utf-8"))
-                return str(payload["choices"][0]["message"]["content"] or "")
-            except urllib.error.HTTPError as err:
-                last = RuntimeError(f"HTTP {err.code} from judge endpoint")
-                if err.code != 429 and err.code < 500:
-                    break
-            except (KeyError, IndexError, TypeError, ValueError) as err:
-                last = RuntimeError(f"malformed reply from judge endpoint: {type(err).__name__}")
-                break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                connect_failures += 1
-                last = err
-        if connect_failures == self.retries + 1:
-            raise EndpointUnreachable(str(last))
-        raise last if last is not None else RuntimeError("no attempt made")
+        """One chat completion; raises EndpointUnreachable when no attempt connected, the client's one-line
+        ClientError for other failures, RuntimeError for a reply without choices[0].message.content."""
+        try:
+            payload = self.client.chat(self.model_name, messages, temperature=0.0, max_tokens=self.max_tokens)
+        except RequestFailed as err:
+            if err.unreachable:
+                raise EndpointUnreachable(str(err)) from None
+            raise
+        try:
+            return str(payload["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError) as err:
+            raise RuntimeError(f"malformed reply from judge endpoint: {type(err).__name__}") from None
 
     def complete_batch(self, conversations: Sequence[list[dict[str, str]]]) -> list[str | Exception]:
         def one(messages: list[dict[str, str]]) -> str | Exception:
@@ -313,6 +275,7 @@ class StrongRejectJudge:
         concurrency: int = 4,
         max_new_tokens: int = 512,
         health_check: bool = True,
+        deadline: float = 300.0,
     ) -> None:
         chosen: ChatBackend
         if backend is not None:
@@ -333,6 +296,7 @@ class StrongRejectJudge:
                     max_tokens=max_new_tokens,
                     concurrency=concurrency,
                     health_check=health_check,
+                    deadline=deadline,
                 )
             else:
                 chosen = HFChatBackend(model, max_new_tokens=max_new_tokens)
