@@ -18,6 +18,7 @@ from typing import Any
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
+from rlvr_safety.report.objective import describes, objective_notes
 from rlvr_safety.report.plots import plot_curves, plot_drift, plot_safety_capability
 from rlvr_safety.report.tables import (
     NOT_RUN,
@@ -252,6 +253,8 @@ def _ci(pair: Any, digits: int, signed: bool = False) -> str:
 
 
 def _forecast_for(summary: Mapping[str, Any], model: Mapping[str, Any]) -> float | None:
+    if not describes(model):  # trained for another objective than the one the forecast's optimum solves
+        return None
     if isinstance(model.get("forecast_drift"), (int, float)):
         return float(model["forecast_drift"])
     fc = summary.get("forecast")
@@ -299,6 +302,7 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
                 ],
                 rows=rows,
             ),
+            *[Block("p", note) for note in objective_notes(summary)],
         ]
     else:
         blocks.append(Block("p", f"Pre-training forecast: {NOT_RUN}."))

@@ -166,7 +166,8 @@ class StudyRunner:
         run: RunSpec = stage.params["run"]
         info = self._train_recipe(run.method, self._run_config(run), self.out / "models" / run.id)
         return {"model": info["model"], "store": info.get("store"), "steps": info.get("steps"),
-                "stopped_by": info.get("stopped_by"), "run": asdict(run)}
+                "stopped_by": info.get("stopped_by"), "kl_mode": info.get("kl_mode"),
+                "objective": info.get("objective"), "run": asdict(run)}
 
     def _eval(self, stage: Stage) -> dict[str, Any]:
         from ..evaluation.runner import EvalSpec, run_eval

@@ -63,6 +63,33 @@ def certificate_for_report(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def forecast_pairing(method: str, objective: str | None) -> str | None:
+    """Why a run's measured drift must not be set against the forecast; None when the forecast describes it.
+
+    The forecast is the drift at the optimum of E[g] - beta KL(pi || pi_ref) with g the task's verifier: the
+    exponential tilt, which rlvr with kl_mode "reward" optimises (objective "tilt"). TRL's k3 penalty in the loss,
+    a learned reward (rlhf) and likelihood training (sft) are other objectives.
+    """
+    if method == "sft":
+        return "sft maximises likelihood of reference solutions; the forecast describes the RLVR optimum"
+    if method == "rlhf":
+        return "rlhf optimises a learned reward, not the verifier reward the forecast tilts by"
+    if objective is None:
+        return "objective unknown (the run was trained before kl_mode was recorded); not paired with the forecast"
+    if objective != "tilt":
+        return ("trained with kl_mode=loss (TRL's per-token k3 penalty in the loss, with its own reward scaling): "
+                "a different objective from the one whose optimum the forecast describes")
+    return None
+
+
+def _train_objective(runner: StudyRunner, run_id: str, train: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(kl_mode, objective) recorded by the training stage (train_summary.json for stages recorded before)."""
+    if train.get("objective"):
+        return train.get("kl_mode"), train.get("objective")
+    info = _read(runner.out / "models" / run_id / "train_summary.json") or {}
+    return info.get("kl_mode"), info.get("objective")
+
+
 def _judge_info(models: list[dict[str, Any]]) -> dict[str, Any] | None:
     for m in models:
         for metrics in (m.get("eval") or {}).values():
@@ -100,10 +127,14 @@ def write_summary(runner: StudyRunner) -> Path:
         cert = (certificate_for_report(_read(runner.artifacts(f"certify:{run.id}").get("certificate")))
                 if spec.certificate.enabled else None)
         fc = forecasts.get(f"{run.domain}@b{run.beta:g}") if run.beta is not None else None
+        kl_mode, objective = _train_objective(runner, run.id, train) if run.method != "sft" else (None, None)
+        unpaired = forecast_pairing(run.method, objective) if fc else None
         models.append({"id": run.id, "method": run.method, "algorithm": run.algorithm, "domain": run.domain,
                        "beta": run.beta, "seed": run.seed, "path": train.get("model"),
+                       "kl_mode": kl_mode, "objective": objective if run.method != "sft" else "likelihood",
                        "eval": evals.get("benchmarks", {}), "certificate": cert,
-                       "forecast_drift": fc.get("mean_drift") if fc else None})
+                       "forecast_drift": fc.get("mean_drift") if fc and unpaired is None else None,
+                       "forecast_unpaired": unpaired})
         curves[run.id] = _curves(train.get("store"))
         samples += _samples(out / "evals" / run.id, run.id)
     study_row = runner.store.query("SELECT started FROM runs WHERE run_id='study'")
