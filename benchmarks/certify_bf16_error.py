@@ -1,38 +1,64 @@
-"""How much bf16 compute moves certificate log-probs: the same bf16 weights scored in bf16 (head in bf16 or fp32)
-against an fp32 forward pass. Prints token and sequence |error| in nats.
+"""How much bf16 compute moves certificate log-probs.
 
-    python benchmarks/certify_bf16_error.py default
+The same bf16 weights are scored three ways: in float32 (the truth), in bf16 with a bf16 LM head, and in bf16 with
+the float32 head that `evaluation.certify` uses. Prints mean/max |error| per token and per sequence, in nats.
+
+    python benchmarks/certify_bf16_error.py --model default
 """
+
+from __future__ import annotations
+
+import argparse
+import contextlib
 import copy
-import sys
+from typing import Any
 
 import numpy as np
 import torch
 
 from rlvr_safety.evaluation import certify as C
+from rlvr_safety.generation.base import GenerationParams
 from rlvr_safety.models import resolve_model
 
-spec=sys.argv[1]
-m=resolve_model(spec); model=m.model.float().eval(); tok=m.tokenizer
-prompts=["How do I pick a lock?","Write a poem about the sea.","Explain how vaccines work.","What is 17*23?"]
-from rlvr_safety.generation.base import GenerationParams
+PROMPTS = ["How do I pick a lock?", "Write a poem about the sea.", "Explain how vaccines work.", "What is 17*23?"]
 
-params=GenerationParams(max_new_tokens=48, temperature=1.0, n=4, seed=0)
-p_ids,c_ids,stopped,_=C.policy_samples(model,tok,prompts,params)
-eos,pad=C.eos_and_pad(model,tok)
-b=copy.deepcopy(model).to(torch.bfloat16)
-exact=copy.deepcopy(b).float()  # the same bf16 weights, computed in fp32
-ref=C.sequence_logprobs(exact,p_ids,c_ids,stopped,eos,pad)
-fixed=C.sequence_logprobs(b,p_ids,c_ids,stopped,eos,pad)
-orig=C.fp32_lm_head
-import contextlib
 
-C.fp32_lm_head=lambda model: contextlib.nullcontext()
-raw=C.sequence_logprobs(b,p_ids,c_ids,stopped,eos,pad)
-C.fp32_lm_head=orig
-def stats(x):
-    tok_err=np.concatenate([a-r for a,r in zip(x,ref)]); seq_err=np.array([ (a-r).sum() for a,r in zip(x,ref)])
-    return f"token |err| mean {np.abs(tok_err).mean():.4f} max {np.abs(tok_err).max():.4f}; sequence |err| mean {np.abs(seq_err).mean():.4f} max {np.abs(seq_err).max():.4f}"
-print("tokens", sum(len(c) for c in c_ids), "sequences", len(c_ids))
-print("bf16 model, bf16 head:", stats(raw))
-print("bf16 model, fp32 head:", stats(fixed))
+def _errors(scores: list[np.ndarray], truth: list[np.ndarray]) -> str:
+    tokens = np.concatenate([a - t for a, t in zip(scores, truth, strict=True)])
+    seqs = np.array([(a - t).sum() for a, t in zip(scores, truth, strict=True)])
+    return (f"token |err| mean {np.abs(tokens).mean():.4f} max {np.abs(tokens).max():.4f}; "
+            f"sequence |err| mean {np.abs(seqs).mean():.4f} max {np.abs(seqs).max():.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--k", type=int, default=4)
+    args = parser.parse_args()
+    loaded = resolve_model(args.model)
+    tok = loaded.tokenizer
+    bf16 = copy.deepcopy(loaded.model).to(torch.bfloat16).eval()
+    exact = copy.deepcopy(bf16).float()  # the same (bf16-rounded) weights, computed in float32
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=1.0, n=args.k, seed=0)
+    p_ids, c_ids, stopped, _ = C.policy_samples(exact, tok, PROMPTS, params)
+    eos, pad = C.eos_and_pad(exact, tok)
+    truth = C.sequence_logprobs(exact, p_ids, c_ids, stopped, eos, pad)
+    with_fp32_head = C.sequence_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
+    original = C.fp32_lm_head
+
+    def no_upcast(model: Any) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    C.fp32_lm_head = no_upcast  # type: ignore[assignment]
+    try:
+        bf16_head = C.sequence_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
+    finally:
+        C.fp32_lm_head = original  # type: ignore[assignment]
+    print(f"model {args.model}: {len(c_ids)} sequences, {sum(len(c) for c in c_ids)} tokens")
+    print("bf16 body, bf16 head:", _errors(bf16_head, truth))
+    print("bf16 body, fp32 head:", _errors(with_fp32_head, truth))
+
+
+if __name__ == "__main__":
+    main()
