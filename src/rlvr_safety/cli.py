@@ -273,24 +273,34 @@ def judges_list() -> None:
 
     for name in list_judges():
         known = known_agreement(name)
-        note = f"accuracy {known['accuracy']:.3f} vs XSTest human labels" if known and "accuracy" in known else ""
+        note = (f"accuracy {known['accuracy']:.3f} on sources it was not fitted to, n={known.get('n')}"
+                if known and "accuracy" in known else "")
         console.print(f"{name:28s} {note}", highlight=False)
 
 
 @judges_app.command("agreement")
 def judges_agreement(
     judge: Annotated[str, typer.Option(help="Judge name.")],
-    labels_file: Annotated[Path, typer.Option(help="CSV with prompt, completion, final_label (XSTest format).")],
+    labels_file: Annotated[Path, typer.Option(help="CSV with prompt, completion and a label column.")],
     out: Annotated[Path | None, typer.Option(help="Write the metrics to this JSON file.")] = None,
     judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL (strongreject).")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name or spec for LLM judges.")] = None,
+    label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "final_label",
+    label_map: Annotated[str | None, typer.Option(
+        help="value=class pairs, class in full_compliance|refusal|partial, e.g. 'yes=refusal,no=full_compliance' "
+             "(default: XSTest's 1_full_compliance / 2_full_refusal / 3_partial_refusal).")] = None,
+    source_column: Annotated[str | None, typer.Option(
+        help="Column naming each row's source (model, attack): per-source numbers beside the pooled one.")] = None,
 ) -> None:
-    """Accuracy, F1 (compliance) and Cohen's kappa of a judge against human labels."""
+    """Accuracy, F1 (compliance) and Cohen's kappa of a judge against labelled completions."""
     from .judges import build_judge
     from .judges.agreement import agreement, write_agreement_json
 
     j = build_judge(judge, judge_endpoint=judge_endpoint, judge_model=judge_model)
-    res = agreement(j, labels_file)
+    res = agreement(j, labels_file, label_column=label_column, label_map=label_map, source_column=source_column)
+    for name, m in (res.get("per_source") or {}).items():
+        lo, hi = m["accuracy_ci"]
+        console.print(f"  {name}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], n={m['n']}", highlight=False)
     lo, hi = res["accuracy_ci"]
     console.print(f"{j.name} {j.version}: accuracy {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
                   f"F1(compliance) {res['f1_compliance']:.3f}, kappa {res['cohen_kappa']:.3f}, n={res['n']}, "
