@@ -34,6 +34,9 @@ class EvalSpec:
     capability_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=256))
     judge_options: dict[str, Any] = field(default_factory=dict)
     generator_options: dict[str, Any] = field(default_factory=dict)
+    # Other judges run on the same generations; their agreement with `judge` is stored per benchmark
+    # ("auto" = keyword, or learned when the judge is keyword; see evaluation/judge_check.py).
+    second_judges: list[str] = field(default_factory=list)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -55,7 +58,8 @@ def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
 def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequence[Record],
                      generator: Callable[[], Generator], judge: Callable[[], Judge],
                      safety_params: GenerationParams, capability_params: GenerationParams,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True,
+                     second_judges: Callable[[], Sequence[Judge | tuple[str, str]]] | None = None) -> dict[str, Any]:
     """Metrics for one benchmark; every generation, verdict and grade goes through the store first."""
     grader = grader_for(benchmark)
     params = capability_params if grader else safety_params
@@ -81,6 +85,10 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
                                   harmful=None if err else float(v["harmful"]), item_id=key))
     result = safety_metrics(items_s)
     result["judge"] = {"name": j.name, "version": j.version, "agreement": _judge_agreement(j)}
+    if second_judges is not None:
+        from .judge_check import second_judge_agreement
+
+        result["second_judges"] = second_judge_agreement(store, rows, verdicts, second_judges())
     return result
 
 
@@ -113,6 +121,16 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
             gen_cache.append(get_generator(spec.backend, spec.model, **spec.generator_options))
         return gen_cache[0]
 
+    second: list[Judge | tuple[str, str]] | None = None
+
+    def second_judges() -> list[Judge | tuple[str, str]]:
+        nonlocal second
+        if second is None:
+            from .judge_check import build_second_judges
+
+            second = build_second_judges(spec.judge, spec.second_judges)
+        return second
+
     model_key = model_key_for(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
@@ -121,7 +139,8 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
                                          "judge": spec.judge})
         for name in names:
             results[name] = evaluate_records(store, model_key, name, datasets[name], generator, judge,
-                                             spec.safety_params, spec.capability_params, progress=progress)
+                                             spec.safety_params, spec.capability_params, progress=progress,
+                                             second_judges=second_judges if spec.second_judges else None)
         store.finish_run("eval")
     payload = {"model": spec.model, "model_key": model_key, "limit": spec.limit, "benchmarks": results}
     write_json_atomic(spec.out / "metrics.json", payload)

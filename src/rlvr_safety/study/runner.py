@@ -189,7 +189,7 @@ class StudyRunner:
             if not names:
                 continue
             spec = EvalSpec(model=model, benchmarks=names, out=out, limit=limit, data_dir=_path(self.spec.data_dir),
-                            judge=e.judge,
+                            judge=e.judge, second_judges=list(e.second_judges),
                             safety_params=GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
                             capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
                                                                batch_size=e.batch_size))

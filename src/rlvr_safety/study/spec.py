@@ -46,6 +46,10 @@ class EvalSettings(_Strict):
     capability_max_new_tokens: int = Field(default=256, ge=1)
     batch_size: int = Field(default=16, ge=1)
     extra_benchmarks: list[str] = Field(default_factory=list, description="e.g. arithmetic (the training domain)")
+    second_judges: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="judges run again on the same responses, their agreement with `judge` reported per benchmark "
+        "('auto' = keyword, or learned when judge is keyword; [] = none)")
 
 
 class ForecastSettings(_Strict):
