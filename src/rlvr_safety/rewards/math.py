@@ -41,6 +41,7 @@ __all__ = [
     "extract_boxed",
     "gold_answer",
     "grade_answer",
+    "several_answers",
 ]
 
 # `(correct, detail)`; detail is "" or why the comparison could not be made (e.g. "gold unparseable").
@@ -61,6 +62,14 @@ _NUMBER_RE = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
 _THOUSANDS_RE = re.compile(r"^(-?)(\\?\$)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?)$")
 _NUMBER_WITH_UNITS_RE = re.compile(r"^(-?(?:\\?\$)?\s*\d[\d,]*(?:\.\d+)?)\s+[A-Za-z][A-Za-z\s.'/-]*$")
 _INLINE_MATH_RE = re.compile(r"\$([^$]+)\$")
+# Several answers offered as one: math-verify grades only the last alternative of `36 \lor 37`, the last row of
+# `\begin{cases} 36 \\ 37 \end{cases}` and the last of `x=36 \quad x=37`, so such an answer is no single answer.
+_SEVERAL_ANSWERS_RE = re.compile(
+    r"\\(?:lor|vee|land|wedge)(?![A-Za-z])"
+    r"|\\text\{\s*(?:or|and)\s*\}"
+    r"|\\\\"
+    r"|[\d=]\s*\\q?quad\s*[^\\\s][^\\]*?[\d=]"
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,11 @@ def extract_answer(text: str) -> Extraction:
     if numbers:
         return Extraction(clean_answer(numbers[-1]), "last_number")
     return Extraction(None, "none")
+
+
+def several_answers(answer: str) -> bool:
+    """Does the answer offer alternatives (or, and, stacked rows, quad-separated values) instead of one value?"""
+    return _SEVERAL_ANSWERS_RE.search(answer) is not None
 
 
 def gold_answer(value: Any, gold_format: GoldFormat = "auto") -> str:
@@ -495,6 +509,9 @@ class MathReward(Reward):
             found = extract_answer(completion)
             if found.answer is None:
                 verdicts[i] = RewardVerdict(0.0, None, "no answer found")
+                continue
+            if several_answers(found.answer) and not several_answers(gold):
+                verdicts[i] = RewardVerdict(0.0, found.answer, f"several answers offered as one ({found.method})")
                 continue
             todo.append((i, found))
             pairs.append((gold, found.answer))
