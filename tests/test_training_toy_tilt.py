@@ -28,9 +28,11 @@ S_SAFE = np.array([[1.0, 0.0, 1.0], [0.2, 1.0, 0.5], [0.0, 1.0, 1.0]])
 TV_TOL = 0.01  # stated tolerance: optimisation noise of 3000 Adam steps, averaged over the last quarter
 
 
-def train_bandit(kl_mode: str, baseline: Baseline = "mean", scale: Scale = "none", beta: float = BETA,
+def train_bandit(kl_mode: str, baseline: Baseline = "mean", scale: Scale | None = None, beta: float = BETA,
                  steps: int = 3000, group: int = 8, lr: float = 0.05, seed: int = 0) -> np.ndarray:
-    """The trained policy (prompts x completions), averaged over the last quarter of the steps."""
+    """The trained policy (prompts x completions), averaged over the last quarter of the steps; `scale` defaults
+    to "none" with the KL in the reward and to GRPO's "group" with TRL's k3 in the loss."""
+    scale = scale or ("none" if kl_mode == "reward" else "group")
     gen = torch.Generator().manual_seed(seed)
     log_ref = torch.tensor(P_REF, dtype=torch.float64).log()
     g_all = torch.tensor(G_REW, dtype=torch.float64)
@@ -49,8 +51,8 @@ def train_bandit(kl_mode: str, baseline: Baseline = "mean", scale: Scale = "none
             shaped = kl_penalised(g.reshape(-1), log_ratio.detach().reshape(-1), beta)
             adv = group_advantages(shaped, group, baseline, scale).view_as(g).to(lp.dtype)
             loss = -(adv * lp).mean()
-        else:  # TRL's: GRPO advantages (group std), per-token k3 penalty in the loss
-            adv = group_advantages(g.reshape(-1), group, "mean", "group").view_as(g).to(lp.dtype)
+        else:  # TRL's: advantages of the raw reward (GRPO: group std), per-token k3 penalty in the loss
+            adv = group_advantages(g.reshape(-1), group, baseline, scale).view_as(g).to(lp.dtype)
             k3 = torch.expm1(-log_ratio) + log_ratio
             loss = (-(adv * lp) + beta * k3).mean()
         opt.zero_grad()
@@ -112,13 +114,30 @@ def test_forecast_predicts_the_trained_drift_within_its_ci() -> None:
     assert abs(fc.mean_drift - measured.mean()) < 0.03
 
 
+def reverse_kl_optimum(beta: float = BETA) -> np.ndarray:
+    """argmax E_pi[g] - beta KL(pi_ref || pi): pi = beta pi_ref / (lambda - g), lambda > max g by bisection."""
+    out = []
+    for p, g in zip(P_REF, G_REW, strict=True):
+        lo, hi = g.max() + 1e-12, g.max() + 10.0
+        for _ in range(200):
+            lam = (lo + hi) / 2
+            lo, hi = (lam, hi) if (beta * p / (lam - g)).sum() > 1 else (lo, lam)
+        q = beta * p / (lam - g)
+        out.append(q / q.sum())
+    return np.stack(out)
+
+
 if __name__ == "__main__":  # the numbers quoted in docs/theory.md ("Toy check")
     q = tilted()
     print("tilt drift (exact):", np.round(drift_of(q), 4))
     for name, mode, b, sc in [("reward grpo/dr_grpo", "reward", "mean", "none"), ("reward rloo", "reward", "loo", "none"),
-                              ("reward reinforce_pp", "reward", "mean", "centred"), ("loss grpo (k3)", "loss", "", "")]:
-        pi = train_bandit(mode, b or "mean", sc or "none")  # type: ignore[arg-type]
-        print(f"{name:22s} TV to tilt {np.array2string(tv(pi, q), precision=1, floatmode='fixed', formatter={'float': '{:.1e}'.format})}  drift {np.round(drift_of(pi), 4)}")
+                              ("reward reinforce_pp", "reward", "mean", "centred"), ("loss grpo (k3)", "loss", "mean", "group"),
+                              ("loss dr_grpo (k3)", "loss", "mean", "none")]:
+        pi = train_bandit(mode, b, sc)  # type: ignore[arg-type]
+        fmt = {"float": "{:.1e}".format}
+        print(f"{name:22s} TV to tilt {np.array2string(tv(pi, q), formatter=fmt)}  "
+              f"TV to reverse-KL optimum {np.array2string(tv(pi, reverse_kl_optimum()), formatter=fmt)}  "
+              f"drift {np.round(drift_of(pi), 4)}")
     rng = np.random.default_rng(0)
     idx = [rng.choice(3, size=400, p=p) for p in P_REF]
     g = [G_REW[i][a] for i, a in enumerate(idx)]
@@ -126,4 +145,5 @@ if __name__ == "__main__":  # the numbers quoted in docs/theory.md ("Toy check")
     fc = forecast(g, s, BETA, n_resamples=1000, seed=0)
     print("forecast drift", np.round(fc.drift, 4), "cov(s,g)", np.round(fc.cov, 4), "cov_tilt", np.round(fc.cov_tilt, 4))
     print("per-prompt CI", [tuple(round(x, 4) for x in prompt_drift_ci(g[i], s[i], BETA, seed=i)) for i in range(3)])
-    print("mean forecast drift", round(fc.mean_drift, 4), "measured mean", round(float(drift_of(train_bandit("reward")).mean()), 4))
+    print("mean forecast drift", round(fc.mean_drift, 4), "measured mean",
+          round(float(drift_of(train_bandit("reward")).mean()), 4))
