@@ -18,6 +18,7 @@ from typing import Any
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
+from rlvr_safety.report.judge_agreement import second_judge_blocks
 from rlvr_safety.report.objective import describes, objective_notes
 from rlvr_safety.report.plots import plot_curves, plot_drift, plot_safety_capability
 from rlvr_safety.report.tables import (
@@ -129,6 +130,7 @@ def _safety_blocks(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAUL
             Block("h3", bench),
             Block("p", f"Judge: {judged_by}.{warn} Rates with Wilson 95% intervals."),
             Block("table", headers=headers, rows=rows),
+            *second_judge_blocks(summary, bench),
             *_paired_blocks(summary, bench, rule),
         ]
     return blocks
