@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from rlvr_safety.rewards import code as code_mod
 from rlvr_safety.rewards.code import (
     CodeResult,
     CodeTask,
     SandboxCapabilities,
     SandboxLimits,
+    SandboxUnavailable,
     _run,
     run_batch,
     run_tests,
@@ -480,3 +482,219 @@ def test_repository_and_datasets_are_hidden(data_dir):
         tests=["assert FOUND"],
     )
     assert r.status == "failed" and r.output.count("FileNotFoundError") == len(files)
+
+
+# ------------------------------------------------------------------------------------------------ sandbox-wide limits
+
+
+def _needs_cgroup() -> None:
+    if not sandbox_capabilities().cgroup:
+        pytest.skip("no cgroup for the sandbox here: memory and process limits are per process (reported)")
+
+
+def test_limits_without_cgroup_are_reported_per_process():
+    r = run_tests("pass", ["assert True"])
+    caps = sandbox_capabilities()
+    assert r.per_process == caps.per_process
+    assert r.per_process == (frozenset() if caps.cgroup else frozenset({"memory", "processes"}))
+
+
+def test_memory_limit_holds_for_the_sandbox_as_a_whole():
+    """Six forks of 150 MB each under a 256 MB limit held 980 MB with per-process rlimits alone."""
+    _needs_cgroup()
+    r = run_tests(
+        textwrap.dedent(
+            """
+            import os, time
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            kids = []
+            for _ in range(6):
+                pid = os.fork()
+                if pid == 0:
+                    block = b"x" * (150 << 20)  # touched, not just reserved
+                    os.write(w, b"%d," % os.getpid())
+                    time.sleep(4)
+                    os._exit(0)
+                kids.append(pid)
+            reported = set()
+            deadline = time.time() + 1.5
+            while time.time() < deadline:
+                time.sleep(0.05)
+                try:
+                    reported |= {int(p) for p in os.read(r, 4096).decode().split(",") if p}
+                except BlockingIOError:
+                    pass
+            holding = [pid for pid in reported if os.waitpid(pid, os.WNOHANG) == (0, 0)]
+            print("HOLDING", len(holding), flush=True)
+            """
+        ),
+        ["assert False"],
+        timeout_s=8.0,
+        limits=SandboxLimits(memory_bytes=256 << 20),
+    )
+    print(r.status, r.reason, r.output)
+    assert not r.passed
+    if "HOLDING" in r.output:  # the worker itself survived to count
+        assert int(r.output.split("HOLDING")[1].split()[0]) * 150 <= 256, r.output
+    else:
+        assert r.status == "killed", r
+
+
+def test_memfd_memory_counts_against_the_sandbox():
+    """memfd pages are no address space (RLIMIT_AS misses them): many files just under the file-size cap."""
+    _needs_cgroup()
+    r = run_tests(
+        textwrap.dedent(
+            """
+            import os
+            chunk = b"x" * (8 << 20)
+            fds = []
+            for i in range(1, 49):
+                fds.append(os.memfd_create("x"))
+                os.write(fds[-1], chunk)
+                print("MEMFD", i * 8, flush=True)
+            """
+        ),
+        ["assert False"],
+        timeout_s=8.0,
+        limits=SandboxLimits(memory_bytes=256 << 20),
+    )
+    held = [int(line.split()[1]) for line in r.output.splitlines() if line.startswith("MEMFD")]
+    assert not r.passed and held and max(held) <= 256, (r.status, r.reason, held[-3:])
+
+
+def test_process_limit_holds_for_the_sandbox_as_a_whole():
+    _needs_cgroup()
+    r = run(
+        """
+        import os, time
+        n = 0
+        for _ in range(100):
+            try:
+                if os.fork() == 0:
+                    time.sleep(2)
+                    os._exit(0)
+                n += 1
+            except OSError:
+                break
+        print("FORKED", n, flush=True)
+        """,
+        tests=["assert False"],
+    )
+    assert "FORKED" in r.output and int(r.output.split("FORKED")[1].split()[0]) < SandboxLimits().processes
+
+
+# ------------------------------------------------------------------------------------------------ host sockets
+
+
+def test_unix_sockets_under_run_and_elsewhere_are_hidden():
+    """A filesystem Unix socket under /run (dbus, docker, databases) was reachable from the sandbox."""
+    if os.geteuid() != 0:
+        pytest.skip("creating sockets under /run needs root")
+    paths = [f"/run/rlvr-test-{uuid.uuid4().hex[:8]}.sock", f"/var/cache/rlvr-test-{uuid.uuid4().hex[:8]}.sock"]
+    listeners = []
+    try:
+        for path in paths:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(path)
+            os.chmod(path, 0o777)
+            s.listen(4)
+            s.settimeout(0.3)
+            listeners.append(s)
+        r = run(
+            f"""
+            import socket
+            CONNECTED = []
+            for path in {paths!r}:
+                try:
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    c.connect(path)
+                    CONNECTED.append(path)
+                except OSError as e:
+                    print(path, type(e).__name__, e)
+            print("CONNECTED", CONNECTED)
+            """,
+            tests=["assert CONNECTED"],
+        )
+        assert "CONNECTED []" in r.output, r.output
+        for s in listeners:
+            with pytest.raises(TimeoutError):
+                s.accept()
+    finally:
+        for s in listeners:
+            s.close()
+        for path in paths:
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+# ------------------------------------------------------------------------------------------------ probe and rlimits
+
+
+def test_a_failed_probe_is_an_error_never_a_downgrade(monkeypatch):
+    weak = CodeResult(True, "passed", "", 0.1, "all tests passed", frozenset({"rlimits", "uid_switch"}))
+    broken = CodeResult(False, "infra_error", "", 0.1, "sandbox setup failed: mount /proc: EPERM")
+    monkeypatch.setattr(code_mod, "_caps", None)
+    monkeypatch.delenv(code_mod.WEAK_SANDBOX_ENV, raising=False)
+    monkeypatch.setattr(code_mod, "_run", lambda *a, **k: broken)
+    with pytest.raises(SandboxUnavailable, match="probe run did not pass") as err:
+        sandbox_capabilities()
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(code_mod, "_run", lambda *a, **k: weak)
+    with pytest.raises(SandboxUnavailable, match="refused .*netns") as err:
+        sandbox_capabilities()
+    assert "\n" not in str(err.value) and code_mod.WEAK_SANDBOX_ENV in str(err.value)
+    with pytest.raises(SandboxUnavailable):
+        run_tests("pass", ["assert True"])  # every run asks again: never a silent downgrade
+    monkeypatch.setenv(code_mod.WEAK_SANDBOX_ENV, "1")  # the explicit opt-in
+    assert "netns" not in sandbox_capabilities()
+    monkeypatch.setattr(code_mod, "_caps", None)
+
+
+def test_rlimits_are_clamped_to_the_hosts_hard_limits():
+    """A host hard limit below ours (here: open files and address space) used to fail every run."""
+    script = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from rlvr_safety.rewards.code import run_tests\n"
+        "r = run_tests('import resource\\ndef f():\\n    return resource.getrlimit(resource.RLIMIT_NOFILE)', "
+        "['assert f() == (40, 40)'])\n"
+        "print('RESULT', r.status, r.reason)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "RESULT passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "open files limit clamped" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ errors are not grades
+
+
+def test_infrastructure_failure_is_an_error_not_a_fail(monkeypatch):
+    def no_cgroup(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    if sandbox_capabilities().cgroup:
+        monkeypatch.setattr(code_mod, "_make_cgroups", no_cgroup)
+    else:
+        monkeypatch.setattr(code_mod, "_write_job", no_cgroup)
+    r = run_tests("def f():\n    return 1\n", ["assert f() == 1"])
+    assert r.status == "infra_error" and r.infra_error and not r.passed and "No space" in r.reason
+
+
+def test_timeout_under_load_is_an_error_and_an_idle_timeout_is_final():
+    """A busy loop starved by CPU hogs times out for want of a CPU: redo it. A sleeping program is its own fault."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 * (os.cpu_count() or 1))
+    ]
+    try:
+        time.sleep(0.3)
+        starved = run_tests("while True:\n    pass\n", ["assert True"], timeout_s=2.0)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert starved.status == "infra_error" and "timeout under load" in starved.reason, starved
+    asleep = run_tests("import time\ntime.sleep(30)\n", ["assert True"], timeout_s=1.0)
+    assert asleep.status == "timeout" and not asleep.infra_error, asleep
