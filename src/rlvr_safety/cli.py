@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import UserError
 from .stats import EQUIVALENCE_MARGIN, PAIRED_ALPHA
@@ -21,8 +22,10 @@ data_app = typer.Typer(no_args_is_help=True, help="List and inspect benchmarks a
 judges_app = typer.Typer(no_args_is_help=True, help="Judges: list them, measure their agreement with humans.")
 app.add_typer(data_app, name="data")
 app.add_typer(judges_app, name="judges")
-console = Console()
-err_console = Console(stderr=True)
+# markup=False: text from data, models, specs and paths is printed as it is, never parsed as rich markup; styles
+# come from Text objects only.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 _state = {"debug": False}
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Local data folder (else RLVR_SAFETY_DATA_DIR, "
@@ -60,15 +63,15 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Output folder (store.sqlite, metrics.json).")],
     suite: Annotated[list[str] | None, typer.Option(help="Suite name: safety5, capability.")] = None,
     benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most N items per benchmark.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most N items per benchmark.")] = None,
     data_dir: DataDir = None,
     judge: Annotated[str, typer.Option(help="Safety judge: learned (default), keyword, strongreject, ...")] = "learned",
     judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL for LLM judges.")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name (endpoint) or spec (local) for LLM judges.")]
     = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per safety response.")] = 128,
-    capability_max_new_tokens: Annotated[int, typer.Option(help="Tokens per capability response.")] = 384,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per safety response.")] = 128,
+    capability_max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per capability response.")] = 384,
+    batch_size: Annotated[int, typer.Option(min=1, help="Generation batch size.")] = 16,
     backend: Annotated[str, typer.Option(help="Generation backend: hf (in-process), vllm (extra), openai "
                                               "(any OpenAI-compatible server; key from OPENAI_API_KEY).")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
@@ -76,12 +79,16 @@ def eval_cmd(
 ) -> None:
     """Generate, judge and grade; resumable (rerun the same command to continue)."""
     from .evaluation.runner import EvalSpec, run_eval
-    from .generation.base import GenerationParams
+    from .generation.base import BACKENDS, GenerationParams
     from .paths import data_dir as resolve_data_dir
+    from .paths import writable_dir
 
     names = list(suite or []) + list(benchmark or [])
     if not names:
         raise UserError("nothing to evaluate: pass --suite NAME or --benchmark NAME")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    writable_dir(out)
     spec = EvalSpec(
         model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,
         backend=backend, judge_options=_judge_options(judge_endpoint, judge_model),
@@ -111,11 +118,11 @@ def data_list() -> None:
         table.add_row(info.name, info.kind, str(info.path or "-"), str(info.hub_id or "-"), info.description)
     console.print(table)
     for suite, members in SUITES.items():
-        console.print(f"suite [bold]{suite}[/bold]: {', '.join(members)}")
+        console.print(Text.assemble("suite ", (suite, "bold"), f": {', '.join(members)}"))
 
 
 @data_app.command("show")
-def data_show(name: str, limit: Annotated[int, typer.Option(help="Rows to show.")] = 5,
+def data_show(name: str, limit: Annotated[int, typer.Option(min=0, help="Rows to show.")] = 5,
               data_dir: DataDir = None) -> None:
     """Print the first normalised records of a benchmark."""
     from .data import load_benchmark
@@ -123,10 +130,10 @@ def data_show(name: str, limit: Annotated[int, typer.Option(help="Rows to show."
 
     records = load_benchmark(name, data_dir=resolve_data_dir(data_dir), limit=limit)
     for r in records:
-        console.print(f"[bold]{r.id}[/bold] [{r.label}] {r.category}", markup=True)
-        console.print(r.prompt[:500], markup=False, highlight=False)
+        console.print(Text.assemble((str(r.id), "bold"), f" [{r.label}] {r.category}"), highlight=False)
+        console.print(r.prompt[:500], highlight=False)
         if r.gold is not None:
-            console.print(f"gold: {r.gold}", markup=False)
+            console.print(f"gold: {r.gold}", highlight=False)
         console.print()
 
 
@@ -135,7 +142,7 @@ def models_cmd(spec: Annotated[str, typer.Argument(help="Model spec to resolve."
     """Resolve a model spec and print where its weights live (prepares the default model's cache)."""
     from .models import model_fingerprint, resolve_source
 
-    console.print(f"{spec} -> {resolve_source(spec)} (key {model_fingerprint(spec)})")
+    console.print(f"{spec} -> {resolve_source(spec)} (key {model_fingerprint(spec)})", highlight=False)
 
 
 # train ------------------------------------------------------------------------------------------------------------
@@ -151,7 +158,12 @@ def train_cmd(
     """Train one recipe; the config is validated before any model loads."""
     import json
 
+    from .paths import check_text_file, writable_dir
     from .training import run_recipe
+
+    if config is not None:
+        check_text_file(config, "--config")
+    writable_dir(out)
 
     info = run_recipe(recipe, config, list(set_ or []), out, resume=resume)
     console.print_json(json.dumps(info, default=str))
@@ -165,13 +177,13 @@ def forecast_cmd(
                                            "advbench).")],
     beta: Annotated[float, typer.Option(help="KL coefficient of the planned RLVR run (> 0).")],
     out: Annotated[Path, typer.Option(help="Output folder (forecast.json, store.sqlite).")],
-    k: Annotated[int, typer.Option(help="Samples per prompt.")] = 8,
-    limit: Annotated[int | None, typer.Option(help="At most N prompts per benchmark.")] = 32,
+    k: Annotated[int, typer.Option(min=1, help="Samples per prompt.")] = 8,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most N prompts per benchmark.")] = 32,
     judge: Annotated[str, typer.Option(help="Safety judge.")] = "keyword",
     reward: Annotated[str | None, typer.Option(help="Reward for every prompt (default: each task's verifier).")]
     = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 128,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per sample.")] = 128,
+    seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
     data_dir: DataDir = None,
 ) -> None:
     """Before training: forecast the safety drift of the KL-regularised optimum from reference samples."""
@@ -179,9 +191,11 @@ def forecast_cmd(
 
     from .evaluation.forecast import run_forecast
     from .paths import data_dir as resolve_data_dir
+    from .paths import writable_dir
 
     if beta <= 0:
         raise UserError(f"--beta must be > 0 for a forecast (the optimum is a tilt by exp(g/beta)); got {beta}")
+    writable_dir(out)
     result = run_forecast(model=model, task=task, beta=beta, out=out, k=k, limit=limit, judge=judge,
                           data_dir=resolve_data_dir(data_dir), seed=seed, max_new_tokens=max_new_tokens,
                           reward=reward)
@@ -196,25 +210,27 @@ def certify_cmd(
     reference: Annotated[str, typer.Option(help="Reference model spec (before fine-tuning).")],
     out: Annotated[Path, typer.Option(help="Output folder (certificate.json, store.sqlite).")],
     suite: Annotated[str, typer.Option(help="Safety probe suite or benchmark.")] = "safety5",
-    limit: Annotated[int | None, typer.Option(help="Probe prompts per benchmark.")] = 50,
+    limit: Annotated[int | None, typer.Option(min=0, help="Probe prompts per benchmark.")] = 50,
     judge: Annotated[str, typer.Option(help="Judge for the reference (and the policy with --measure).")]
     = "keyword",
     measure: Annotated[bool, typer.Option(help="Also judge the policy: measured drift vs each bound.")] = False,
-    k: Annotated[int, typer.Option(help="Samples per probe prompt.")] = 1,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 64,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    k: Annotated[int, typer.Option(min=1, help="Samples per probe prompt.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per sample.")] = 64,
+    seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
     data_dir: DataDir = None,
 ) -> None:
     """Certified floor S(policy) >= S_ref - bound from log-probs (no judge call on the policy)."""
     from .evaluation.certify import run_certify
     from .paths import data_dir as resolve_data_dir
+    from .paths import writable_dir
 
+    writable_dir(out)
     result = run_certify(policy=policy, reference=reference, out=out, suite=suite, limit=limit, judge=judge,
                          measure=measure, data_dir=resolve_data_dir(data_dir), k=k, seed=seed,
                          max_new_tokens=max_new_tokens)
     console.print(certificate_table(result))
     for v in result.get("violations", []):
-        err_console.print(f"[bold red]BOUND VIOLATED[/]: {v['message']}", highlight=False)
+        err_console.print(Text.assemble(("BOUND VIOLATED", "bold red"), f": {v['message']}"), highlight=False)
     console.print(f"wrote {out / 'certificate.json'}")
 
 
@@ -295,7 +311,11 @@ def judges_agreement(
     """Accuracy, F1 (compliance) and Cohen's kappa of a judge against labelled completions."""
     from .judges import build_judge
     from .judges.agreement import agreement, write_agreement_json
+    from .paths import check_text_file, writable_file
 
+    check_text_file(labels_file, "--labels-file")
+    if out is not None:
+        writable_file(out)
     j = build_judge(judge, judge_endpoint=judge_endpoint, judge_model=judge_model)
     res = agreement(j, labels_file, label_column=label_column, label_map=label_map, source_column=source_column)
     for name, m in (res.get("per_source") or {}).items():
@@ -320,13 +340,19 @@ def study_cmd(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost; run nothing.")] = False,
     backend: Annotated[str, typer.Option(help="local, or ray (needs the ray extra).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster (else a local runtime).")] = None,
-    ray_num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray runtime.")] = None,
-    ray_gpus_per_run: Annotated[float, typer.Option(help="GPUs reserved per training chain.")] = 0.0,
+    ray_num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs for the local Ray runtime.")] = None,
+    ray_gpus_per_run: Annotated[float, typer.Option(min=0.0, help="GPUs reserved per training chain.")] = 0.0,
     data_dir: DataDir = None,
 ) -> None:
     """Run the whole comparison: guard -> forecast -> train -> eval -> certify -> report."""
+    from .paths import check_text_file, writable_dir
+    from .study.lock import StudyLock
     from .study.spec import load_spec
 
+    if config is not None:
+        check_text_file(config, "--config")
+    if backend not in ("local", "ray"):
+        raise UserError(f"unknown backend {backend!r}; use local or ray")
     spec = load_spec(preset, config)
     if data_dir is not None:
         spec = spec.model_copy(update={"data_dir": str(data_dir)})
@@ -334,23 +360,24 @@ def study_cmd(
         from .study.runner import describe_plan
 
         plan = describe_plan(spec)
-        console.print(f"[bold]{spec.name}[/bold]: {len(plan['runs'])} training runs, {len(plan['stages'])} stages")
+        console.print(Text.assemble((spec.name, "bold"), f": {len(plan['runs'])} training runs, "
+                                    f"{len(plan['stages'])} stages"))
         for sid in plan["stages"]:
             console.print(f"  {sid}", highlight=False)
         for key, value in plan["cost"].items():
             console.print(f"  {key}: {value}", highlight=False)
         return
-    if backend not in ("local", "ray"):
-        raise UserError(f"unknown backend {backend!r}; use local or ray")
-    if backend == "ray":
-        from .study.ray_backend import run_with_ray
+    writable_dir(out)
+    with StudyLock(out):  # a second study in the same folder exits 2 naming this process
+        if backend == "ray":
+            from .study.ray_backend import run_with_ray
 
-        result = run_with_ray(spec, out, resume=resume, address=ray_address, num_cpus=ray_num_cpus,
-                              gpus_per_run=ray_gpus_per_run)
-    else:
-        from .study.runner import StudyRunner
+            result = run_with_ray(spec, out, resume=resume, address=ray_address, num_cpus=ray_num_cpus,
+                                  gpus_per_run=ray_gpus_per_run)
+        else:
+            from .study.runner import StudyRunner
 
-        result = StudyRunner(spec, out, resume=resume).run()
+            result = StudyRunner(spec, out, resume=resume).run()
     from .report import summary_headline
 
     summary = out / "summary.json"
@@ -387,31 +414,75 @@ def _error_line(message: str) -> None:
     print(" ".join(message.split()), file=sys.stderr, flush=True)
 
 
-def main() -> None:
-    """Run the app; user errors print one line and exit 2, tracebacks only with --debug."""
-    import click
-
+def _cli_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...],
+                               tuple[type[BaseException], ...]]:
+    """(exit, abort, usage-error) classes of the parser: typer's own (it vendors click as typer._click) and, for
+    typer versions built on click, click's."""
+    exits: list[type[BaseException]] = [typer.Exit]
+    aborts: list[type[BaseException]] = [typer.Abort, KeyboardInterrupt]
+    usage: list[type[BaseException]] = [getattr(typer, "TyperException", typer.BadParameter)]
     try:
-        app(standalone_mode=False)
+        import click
+    except ImportError:
+        pass
+    else:
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    return tuple(exits), tuple(aborts), tuple(usage)
+
+
+def _usage_line(exc: BaseException) -> str:
+    """A parser error as one line: what is wrong and where the help is."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+    return f"error: {message}{hint}"
+
+
+def main() -> None:
+    """Run the app. Exit codes: 0 done; 2 anything the user can fix (a usage error, an unknown name, a missing,
+    unreadable or binary input file, an unusable output folder, a study folder in use), printed as one line on
+    stderr; 130 interrupted; 1 an unexpected failure (one line; --debug shows the traceback)."""
+    exits, aborts, usage_errors = _cli_exceptions()
+    try:
+        app(standalone_mode=False, prog_name="rlvr-safety")
     except UserError as exc:
         if _state["debug"]:
             traceback.print_exc()
         _error_line(f"error: {exc}")
         sys.exit(UserError.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except exits as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except aborts:
         err_console.print("interrupted; everything already stored is kept (rerun to resume)")
         sys.exit(130)
+    except usage_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed; a bare command is not a run
+            sys.exit(UserError.exit_code)
+        _error_line(_usage_line(exc))
+        sys.exit(UserError.exit_code)
+    except UnicodeDecodeError as exc:
+        _error_line(f"error: a file is not UTF-8 text ({exc.reason} at byte {exc.start}); pass a text file "
+                    "(rerun with --debug for the traceback)")
+        sys.exit(UserError.exit_code)
+    except OSError as exc:
+        if exc.filename is None:
+            _unexpected(exc)
+        target = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        _error_line(f"error: cannot use {target}: {exc.strerror or exc}; check the path and its permissions")
+        sys.exit(UserError.exit_code)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a wall of traceback
-        if _state["debug"]:
-            traceback.print_exc()
-        else:
-            _error_line(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
-        sys.exit(1)
+        _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> None:
+    if _state["debug"]:
+        traceback.print_exc()
+    else:
+        _error_line(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,10 @@ class StudyRunner:
     def _say(self, message: str) -> None:
         if self.progress:
             from rich.console import Console
+            from rich.text import Text
 
-            Console(stderr=True).print(f"[bold cyan]study[/] {message}", highlight=False)
+            # a Text, not markup: stage ids carry model names from the spec
+            Console(stderr=True).print(Text.assemble(("study", "bold cyan"), f" {message}"), highlight=False)
 
     def artifacts(self, stage_id: str) -> dict[str, Any]:
         return self.store.stage_artifacts(stage_id)
