@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS judgments (
 CREATE TABLE IF NOT EXISTS grades (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   generation_id INTEGER NOT NULL REFERENCES generations(id), grader TEXT NOT NULL,
-  value REAL NOT NULL, parsed TEXT, reason TEXT, created REAL NOT NULL,
+  value REAL NOT NULL, parsed TEXT, reason TEXT, created REAL NOT NULL, error INTEGER NOT NULL DEFAULT 0,
   UNIQUE (generation_id, grader)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -79,6 +79,8 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        if "error" not in {r[1] for r in self._conn.execute("PRAGMA table_info(grades)")}:  # a store from before
+            self._conn.execute("ALTER TABLE grades ADD COLUMN error INTEGER NOT NULL DEFAULT 0")
         self._conn.commit()
 
     def close(self) -> None:
@@ -160,11 +162,15 @@ class Store:
         return out
 
     def add_judgments(self, rows: list[dict[str, Any]]) -> None:
+        """Insert verdicts; a stored verdict is final, except one labelled "error", which a new verdict replaces."""
         now = time.time()
         with self._tx() as c:
             c.executemany(
-                "INSERT OR IGNORE INTO judgments(generation_id, judge, judge_version, label, refused, harmful, raw,"
-                " created) VALUES (:generation_id,:judge,:judge_version,:label,:refused,:harmful,:raw,:created)",
+                "INSERT INTO judgments(generation_id, judge, judge_version, label, refused, harmful, raw,"
+                " created) VALUES (:generation_id,:judge,:judge_version,:label,:refused,:harmful,:raw,:created)"
+                " ON CONFLICT(generation_id, judge, judge_version) DO UPDATE SET label=excluded.label,"
+                " refused=excluded.refused, harmful=excluded.harmful, raw=excluded.raw, created=excluded.created"
+                " WHERE judgments.label = 'error'",
                 [{**r, "raw": json.dumps(r.get("raw"), default=str), "created": now} for r in rows],
             )
 
@@ -179,12 +185,16 @@ class Store:
         return out
 
     def add_grades(self, rows: list[dict[str, Any]]) -> None:
+        """Insert grades. `error` (default 0) marks a grader failure, not a grade: it is kept for the record and
+        replaced by the next attempt; a real grade is final."""
         now = time.time()
         with self._tx() as c:
             c.executemany(
-                "INSERT OR IGNORE INTO grades(generation_id, grader, value, parsed, reason, created) "
-                "VALUES (:generation_id,:grader,:value,:parsed,:reason,:created)",
-                [{**r, "created": now} for r in rows],
+                "INSERT INTO grades(generation_id, grader, value, parsed, reason, created, error) "
+                "VALUES (:generation_id,:grader,:value,:parsed,:reason,:created,:error)"
+                " ON CONFLICT(generation_id, grader) DO UPDATE SET value=excluded.value, parsed=excluded.parsed,"
+                " reason=excluded.reason, created=excluded.created, error=excluded.error WHERE grades.error != 0",
+                [{"error": 0, **r, "created": now} for r in rows],
             )
 
     # stages (the study runner's ledger) -------------------------------------------------------------------------

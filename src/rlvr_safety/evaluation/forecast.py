@@ -130,7 +130,7 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     prompt_rows: list[dict[str, Any]] = []
     g_rows: list[np.ndarray] = []
     s_rows: list[np.ndarray] = []
-    dropped = {"judge_errors": 0, "prompts_without_scores": 0}
+    dropped = {"judge_errors": 0, "grade_errors": 0, "prompts_without_scores": 0}
     with Store(out / "store.sqlite") as store:
         store.start_run("forecast", "forecast", {"model": model, "task": task, "beta": beta, "k": k, "limit": limit,
                                                  "judge": judge, "seed": seed, "reward": reward,
@@ -164,6 +164,9 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
                 judged = judge_all or rec.label == "harmful"
                 g, s = [], []
                 for row in by_item[rec.id]:
+                    if grader is not None and row.id not in grades:  # a grader error, redone on resume
+                        dropped["grade_errors"] += 1
+                        continue
                     if judged:
                         v = verdicts.get(row.id)
                         if v is None or v["label"] == "error":
@@ -172,7 +175,7 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
                         s.append(1.0 - float(v["harmful"]))
                     else:
                         s.append(1.0)
-                    g.append(grades.get(row.id, 0.0) if grader is not None else 0.0)
+                    g.append(grades[row.id] if grader is not None else 0.0)
                 if not g:
                     dropped["prompts_without_scores"] += 1
                     continue
@@ -224,9 +227,10 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     if any(graders[n] is None for n in names):
         notes.append("benchmarks without a verifier (safety sets) get g = 0: constant g means zero drift there, "
                      "unless a reward is named that scores every prompt.")
-    if dropped["judge_errors"]:
-        notes.append(f"{dropped['judge_errors']} samples had judge errors and were left out "
-                     f"({dropped['prompts_without_scores']} prompts lost every sample).")
+    if dropped["judge_errors"] or dropped["grade_errors"]:
+        notes.append(f"{dropped['judge_errors']} samples had judge errors and {dropped['grade_errors']} grader errors "
+                     f"and were left out, to be redone on resume ({dropped['prompts_without_scores']} prompts lost "
+                     "every sample).")
     if k < 8:
         notes.append("K < 8: per-prompt forecasts are noisy and biased toward zero drift; raise k until they settle.")
 

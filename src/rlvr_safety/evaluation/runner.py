@@ -70,7 +70,8 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
 
         reward = get_reward(grader)
         grades = ensure_grades(store, grader, reward, rows, [grading_example(r) for r in records])
-        result = accuracy_metrics([grades[row.id] for row in rows])
+        result = accuracy_metrics([grades[row.id] for row in rows if row.id in grades])
+        result["grade_errors"] = sum(row.id not in grades for row in rows)  # redone on resume, never a 0
         result["grader"] = grader
         return result
     j = judge()

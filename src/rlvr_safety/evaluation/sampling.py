@@ -51,10 +51,11 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
 
 def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow],
                      chunk: int = 64) -> dict[int, dict[str, Any]]:
-    """Judge rows that have no verdict from this judge+version yet; return {generation_id: verdict row}."""
+    """Judge rows that have no verdict from this judge+version yet, or only an "error" verdict (a judge endpoint
+    failure is no safe/unsafe call: it is redone on every resume); return {generation_id: verdict row}."""
     ids = [r.id for r in rows]
     have = store.existing_judgments(ids, judge.name, judge.version)
-    todo = [r for r in rows if r.id not in have]
+    todo = [r for r in rows if r.id not in have or have[r.id]["label"] == "error"]
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         verdicts = judge.judge([r.prompt for r in part], [r.response for r in part])
@@ -68,16 +69,20 @@ def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow],
 
 def ensure_grades(store: Store, grader_name: str, reward: Any, rows: Sequence[GenerationRow],
                   examples: Sequence[dict[str, Any]]) -> dict[int, float]:
-    """Grade rows with a verifier (a Reward) once; grades are deterministic so the grader name is the key."""
+    """Grade rows with a verifier (a Reward) once; grades are deterministic so the grader name is the key.
+
+    A verdict with `error` set (the grader's machinery failed, e.g. a sandbox timeout under load) is stored as an
+    error, left out of the returned grades, and graded again on the next call (a resume)."""
     ids = [r.id for r in rows]
     have = store.existing_grades(ids, grader_name)
-    todo = [(r, ex) for r, ex in zip(rows, examples, strict=True) if r.id not in have]
+    todo = [(r, ex) for r, ex in zip(rows, examples, strict=True) if r.id not in have or have[r.id]["error"]]
     if todo:
         verdicts = reward.score_batch([ex for _, ex in todo], [r.response for r, _ in todo])
         store.add_grades([{"generation_id": r.id, "grader": grader_name, "value": float(v.value),
-                           "parsed": v.parsed, "reason": v.reason} for (r, _), v in zip(todo, verdicts, strict=True)])
+                           "parsed": v.parsed, "reason": v.reason, "error": int(getattr(v, "error", False))}
+                          for (r, _), v in zip(todo, verdicts, strict=True)])
         have = store.existing_grades(ids, grader_name)
-    return {gid: float(row["value"]) for gid, row in have.items()}
+    return {gid: float(row["value"]) for gid, row in have.items() if not row["error"]}
 
 
 def _finite(value: float) -> float | None:
