@@ -167,10 +167,13 @@ def client(url: str, **kw: Any) -> ChatClient:
 
 
 def test_ok_sends_the_key_from_the_environment_per_request(faults: FaultServer, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-never-sent")  # the SDK would pick this one up by itself
     c = client(faults.url("ok"))
     assert c.chat("m", MESSAGES)["choices"][0]["message"]["content"] == GOOD
     assert faults.requests[-1][1]["authorization"] == f"Bearer {SECRET}"
-    assert SECRET not in repr(vars(c)) + repr(vars(c._sdk))  # read from the environment, not kept
+    stored = repr(vars(c)) + repr(vars(c._sdk))
+    assert SECRET not in stored and "sk-admin" not in stored  # read from the environment, not kept
+    assert "sk-admin" not in repr(faults.requests)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-rotated-key-999")
     c.chat("m", MESSAGES)
     assert faults.requests[-1][1]["authorization"] == "Bearer sk-rotated-key-999"

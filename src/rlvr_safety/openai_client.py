@@ -185,7 +185,7 @@ class ChatClient:
         self.backoff_s = max(0.0, float(backoff_s))
         self.max_backoff_s = max_backoff_s
         # The key is not given to the SDK object: each attempt sends it as its own header (see _auth).
-        self._sdk = openai.OpenAI(api_key=_no_stored_key, base_url=self.base_url, max_retries=0,
+        self._sdk = openai.OpenAI(api_key=_no_stored_key, admin_api_key="", base_url=self.base_url, max_retries=0,
                                   timeout=httpx2.Timeout(self.timeout),
                                   http_client=_http_client(self.timeout, max(1, max_connections)))
 
