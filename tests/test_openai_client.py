@@ -62,7 +62,8 @@ class FaultServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-                self._send(200, b'{"data": []}')
+                status = {"get503": 503, "get401": 401}.get(self.path.strip("/").split("/")[0], 200)
+                self._send(status, b'{"data": []}')
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -237,6 +238,15 @@ def test_a_key_the_server_echoes_is_redacted(faults: FaultServer, mode: str, err
         client(faults.url(mode)).chat("m", MESSAGES)
     text = str(exc.value) + exc.value.detail
     assert SECRET not in text and "***" in text
+
+
+def test_probe_takes_the_first_answer_and_judge_health_check_uses_it(faults: FaultServer) -> None:
+    assert client(faults.url("get503"), retries=3, backoff_s=0.5).probe() == 503
+    assert faults.count("get503") == 1  # an answer proves the server is there: not retried
+    assert client(faults.url("ok")).probe() == 200
+    with pytest.raises(UserError, match="refused the API key.*OPENAI_API_KEY") as exc:
+        StrongRejectJudge(model="m", endpoint=faults.url("get401").replace("http://", "http://user:pw@"))
+    assert "pw@" not in str(exc.value) and SECRET not in str(exc.value)
 
 
 def test_unreachable_is_flagged(faults: FaultServer) -> None:

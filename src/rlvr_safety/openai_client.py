@@ -177,7 +177,8 @@ class ChatClient:
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be > 0")
         self.base_url = base_of(base_url)
-        self.url = display_url(self.base_url) + "/chat/completions"
+        self.shown_base = display_url(self.base_url)  # for messages: no user:password@
+        self.url = self.shown_base + "/chat/completions"
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
         self.deadline = float(deadline)
@@ -211,20 +212,20 @@ class ChatClient:
         return self._call(send, self.url, decode=True)
 
     def probe(self) -> int:
-        """GET {base}/models once the server answers at all: its status (any HTTP answer proves it is there).
-        Raises RequestFailed when it cannot be reached within the retries and the deadline."""
+        """GET {base}/models: the status of the first HTTP answer (any answer proves the server is there; none is
+        retried). Raises RequestFailed when it cannot be reached within the retries and the deadline."""
 
         def send(headers: dict[str, Any]) -> Any:
             return self._sdk.models.with_raw_response.list(extra_headers=headers, timeout=min(self.timeout, 10.0))
 
-        url = display_url(self.base_url) + "/models"
+        url = self.shown_base + "/models"
         try:
-            self._call(send, url, decode=False)
+            self._call(send, url, decode=False, retry_status=False)
         except RequestRejected as err:
             return int(err.status or 0)
         return 200
 
-    def _call(self, send: Any, url: str, *, decode: bool) -> Any:
+    def _call(self, send: Any, url: str, *, decode: bool, retry_status: bool = True) -> Any:
         import httpx2
         import openai
 
@@ -240,7 +241,7 @@ class ChatClient:
             except openai.APIStatusError as err:
                 connected = True
                 detail = redact(_server_message(err.response), [key])
-                if not is_retryable_status(err.status_code):
+                if not (retry_status and is_retryable_status(err.status_code)):
                     raise _rejected(url, err.response, err.status_code, detail, key) from None
                 problem = f"HTTP {err.status_code}" + (f": {detail}" if detail else "")
                 delay = _retry_after(err.response.headers, delay)

@@ -148,7 +148,7 @@ class OpenAIChatBackend:
             self.check()
 
     def _unreachable(self) -> UserError:
-        return UserError(f"judge endpoint unreachable: URL {self.client.base_url} (check --judge-endpoint)")
+        return UserError(f"judge endpoint unreachable: URL {self.client.shown_base} (check --judge-endpoint)")
 
     def check(self) -> None:
         """Fail fast: GET <base>/models. Any HTTP answer proves the server is there; 401/403 means a bad key."""
@@ -160,7 +160,7 @@ class OpenAIChatBackend:
             return  # it answered (5xx or slowly): the server is there
         if status in (401, 403):
             raise UserError(
-                f"judge endpoint {self.client.base_url} refused the API key (HTTP {status}); set ${self.api_key_env}"
+                f"judge endpoint {self.client.shown_base} refused the API key (HTTP {status}); set ${self.api_key_env}"
             )
 
     def complete(self, messages: list[dict[str, str]]) -> str:
