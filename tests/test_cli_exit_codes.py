@@ -75,7 +75,9 @@ TABLE: list[tuple[list[str], str]] = [
     ([*EVAL, "--out", "{out}", "--nope"], "No such option: --nope"),
     (["eval", "--debug", "--model", "m", "--out", "{out}"], "No such option: --debug"),
     # missing options and arguments, options missing their value, extra arguments
-    (["eval"], "Missing option '--model'"),
+    (["eval"], "Missing option '--out'"),
+    (["eval", "--out", "{out}"], "pass --model (or --inspect-log"),
+    (["eval", "--inspect-log", "{file}", "--out", "{out}"], "not a readable inspect eval log"),
     (["eval", "--model", "m"], "Missing option '--out'"),
     (["eval", "--out", "{out}", "--model"], "requires an argument"),
     (["train", "--out", "{out}"], "Missing option '--recipe'"),

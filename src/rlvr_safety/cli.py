@@ -59,8 +59,8 @@ def print_metrics(payload: dict[str, Any]) -> None:
 # eval -------------------------------------------------------------------------------------------------------------
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option(help="'default', a hub id, a folder or a .gguf file.")],
     out: Annotated[Path, typer.Option(help="Output folder (store.sqlite, metrics.json).")],
+    model: Annotated[str | None, typer.Option(help="'default', a hub id, a folder or a .gguf file.")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite name: safety5, capability.")] = None,
     benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most N items per benchmark.")] = None,
@@ -76,6 +76,9 @@ def eval_cmd(
                                               "(any OpenAI-compatible server; key from OPENAI_API_KEY).")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
     = None,
+    inspect_log: Annotated[Path | None, typer.Option(help="Judge and grade the samples of an inspect eval log of an "
+                                                          "rlvr_safety/<benchmark> task instead of generating "
+                                                          "(inspect extra).")] = None,
 ) -> None:
     """Generate, judge and grade; resumable (rerun the same command to continue)."""
     from .evaluation.runner import EvalSpec, run_eval
@@ -83,6 +86,16 @@ def eval_cmd(
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
+    if inspect_log is not None:
+        from .integrations.inspect_log import eval_inspect_log
+
+        writable_dir(out)
+        payload = eval_inspect_log(inspect_log, out, judge, _judge_options(judge_endpoint, judge_model))
+        print_metrics(payload)
+        console.print(f"wrote {out / 'metrics.json'}")
+        return
+    if model is None:
+        raise UserError("pass --model (or --inspect-log LOG to judge and grade an inspect eval log)")
     names = list(suite or []) + list(benchmark or [])
     if not names:
         raise UserError("nothing to evaluate: pass --suite NAME or --benchmark NAME")
