@@ -183,6 +183,16 @@ def test_ok_sends_the_key_from_the_environment_per_request(faults: FaultServer, 
     assert "authorization" not in faults.requests[-1][1]  # no key: no header at all
 
 
+def test_the_key_is_not_logged_even_at_debug_level(faults: FaultServer, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # every logger: openai, httpx2, httpcore2, ours
+    client(faults.url("ok")).chat("m", MESSAGES)
+    with pytest.raises(RequestRejected):
+        client(faults.url("echo400")).chat("m", MESSAGES)
+    assert caplog.records and SECRET not in caplog.text
+
+
 def test_cross_host_redirect_is_refused_and_the_key_never_leaves(faults: FaultServer, elsewhere) -> None:
     faults.redirect_to = f"http://localhost:{elsewhere.httpd.server_address[1]}/ok/v1/chat/completions"
     with pytest.raises(RequestRejected) as exc:
