@@ -62,9 +62,12 @@ _REWARDS: dict[str, Callable[..., Reward]] = {
     "format": _format,
     "code": _lazy("rlvr_safety.rewards.code", "CodeReward"),
     "ifeval": _lazy("rlvr_safety.rewards.instructions", "InstructionReward"),
+    # For training: the reference verdict with padding and invisible characters discounted (instruction_guard.py).
+    "ifeval-rl": _lazy("rlvr_safety.rewards.instruction_guard", "GuardedInstructionReward"),
 }
 
-# Task domain (and common dataset spellings) -> reward name.
+# Task domain (and common dataset spellings) -> the reward training optimises. Evaluation grades by
+# evaluation/prompts.py's GRADERS (IFEval there by the unguarded reference, comparable with published numbers).
 TASK_REWARDS: dict[str, str] = {
     "arithmetic": "arithmetic",
     "gsm8k": "gsm8k",
@@ -73,8 +76,8 @@ TASK_REWARDS: dict[str, str] = {
     "math-500": "math",
     "code": "code",
     "humaneval": "code",
-    "ifeval": "ifeval",
-    "instructions": "ifeval",
+    "ifeval": "ifeval-rl",
+    "instructions": "ifeval-rl",
 }
 
 
