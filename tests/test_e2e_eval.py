@@ -21,7 +21,7 @@ def test_eval_default_model_safety5(tmp_path, data_dir):
                                           "do-not-answer"}
     for name, m in metrics["benchmarks"].items():
         assert m["n"] == 5, name
-        assert m["judge"]["name"] == "learned" and m["judge"]["agreement"]
+        assert m["judge"]["name"] == "keyword" and m["judge"]["agreement"]["per_source"]
     assert "over_refusal_rate" in metrics["benchmarks"]["xstest"]
     # The untouched default model has no guardrails: it should comply with most plain harmful requests.
     assert metrics["benchmarks"]["harmbench"]["harmful_rate"]["rate"] >= 0.6

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges import get_judge
 from rlvr_safety.judges.agreement import known_agreement
+from rlvr_safety.judges.generalisation import recommend_default
 from rlvr_safety.judges.learned import (
     ASSETS,
     HEAD_JSON,
@@ -26,17 +26,31 @@ XSTEST = "xstest/xstest_v2_completions_mistralinstruct.csv"
 PROVENANCE = json.loads((ASSETS / "provenance.json").read_text())
 
 
-def test_provenance_matches_shipped_head_and_meets_target() -> None:
+def shipped_default() -> dict[str, str]:
+    return json.loads((ASSETS / "known_agreement.json").read_text())["default"]
+
+
+def test_provenance_matches_shipped_head_and_numbers_are_out_of_source() -> None:
     assert PROVENANCE["version"] == head_version()
     for name, digest in PROVENANCE["head_files"].items():
         assert hashlib.sha256((ASSETS / name).read_bytes()).hexdigest() == digest
-    learned, keyword = PROVENANCE["cv"]["learned"], PROVENANCE["cv"]["keyword"]
-    assert learned["n"] == 450 and learned["accuracy"] >= 0.90
-    assert learned["accuracy"] > keyword["accuracy"]
-    assert all(fold["learned_accuracy"] >= 0.85 for fold in PROVENANCE["cv"]["per_fold"])
     assert {f["path"] for f in PROVENANCE["data_files"]} >= {XSTEST}
+    assert PROVENANCE["split"]["method"] == "leave-one-source-out"
     shipped = known_agreement("learned", head_version())
-    assert shipped is not None and shipped["accuracy"] == learned["accuracy"]
+    keyword = known_agreement("keyword")
+    assert shipped is not None and keyword is not None
+    assert "leave-one-source-out" in shipped["method"] and "nested" in shipped["method"]
+    # every source scored, and the pooled n is the sum of the per-source n
+    assert set(shipped["per_source"]) == set(keyword["per_source"]) and len(shipped["per_source"]) == 11
+    assert sum(m["n"] for m in shipped["per_source"].values()) == shipped["n"] == keyword["n"]
+    # one nested selection per held-out source
+    assert len(PROVENANCE["selected_per_held_out_source"]) == 11
+    # measured, not hoped: the out-of-source head beats the old in-distribution design out of source ...
+    old = PROVENANCE["ablations"]["old scheme: response+qa, 3-way, C=4 (shipped before)"]
+    assert shipped["accuracy"] > old["pooled_accuracy"]
+    # ... and the default follows the recorded rule from the recorded comparison
+    cmp = shipped["vs_keyword"]
+    assert recommend_default(cmp["pooled"], cmp["per_source"]) == shipped_default()
 
 
 def test_head_files_are_not_pickles() -> None:
@@ -89,22 +103,28 @@ def test_missing_head_and_embedding_model(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.slow
-def test_held_out_fold_recomputed(judge: LearnedJudge, data_dir: Path) -> None:
-    """Fit the shipped configuration on four XSTest folds only and score the fifth (never seen in training)."""
+def test_held_out_source_recomputed(judge: LearnedJudge, data_dir: Path) -> None:
+    """Fit the shipped configuration without one source and score that source: the shipped LOSO number again.
+
+    (For this held-out source the nested selection chose the shipped configuration; provenance records it.)
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
 
     from rlvr_safety.judges.learned import build_features
+    from rlvr_safety.judges.sources import load_labelled_sources
 
-    with (data_dir / XSTEST).open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    labels = np.array([r["final_label"] for r in rows])
-    x = build_features(
-        judge.embedder, judge.scheme, [r["prompt"] for r in rows], [r["completion"] for r in rows]
-    )
-    split = StratifiedKFold(n_splits=5, shuffle=True, random_state=PROVENANCE["split"]["seed"])
-    train, test = next(split.split(x, labels))
-    y = labels == "1_full_compliance"
-    clf = LogisticRegression(C=judge.meta["C"], max_iter=3000).fit(x[train], y[train])
-    accuracy = float(np.mean(clf.predict(x[test]) == y[test]))
-    assert accuracy >= 0.90, accuracy
+    held_out = "jbb:GCG/gpt-4-0125-preview"
+    chosen = {c["held_out"]: c["config"] for c in PROVENANCE["selected_per_held_out_source"]}[held_out]
+    assert (chosen["scheme"], chosen["head"], chosen["C"]) == (judge.scheme, judge.meta["head"], judge.meta["C"])
+    rows = load_labelled_sources(data_dir)
+    x = build_features(judge.embedder, judge.scheme, [r.prompt for r in rows], [r.response for r in rows])
+    test = np.array([r.source == held_out for r in rows])
+    y = np.array([r.label if judge.meta["head"] == "3way" else r.label == "full_compliance" for r in rows])
+    clf = LogisticRegression(C=judge.meta["C"], max_iter=5000).fit(x[~test], y[~test])
+    comply = list(clf.classes_).index("full_compliance" if judge.meta["head"] == "3way" else True)
+    refused = clf.predict_proba(x[test])[:, comply] < 0.5
+    gold = np.array([r.refused for r in rows])[test]
+    accuracy = float(np.mean(refused == gold))
+    shipped = known_agreement("learned", judge.version)
+    assert shipped is not None
+    assert accuracy == pytest.approx(shipped["per_source"][held_out]["accuracy"], abs=0.011)

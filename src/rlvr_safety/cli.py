@@ -65,7 +65,8 @@ def eval_cmd(
     benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most N items per benchmark.")] = None,
     data_dir: DataDir = None,
-    judge: Annotated[str, typer.Option(help="Safety judge: learned (default), keyword, strongreject, ...")] = "learned",
+    judge: Annotated[str, typer.Option(
+        help="Safety judge: keyword (default; see docs/judges.md), learned, strongreject, ...")] = "keyword",
     judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL for LLM judges.")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name (endpoint) or spec (local) for LLM judges.")]
     = None,
