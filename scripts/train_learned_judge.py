@@ -329,9 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     version = head_version(npz, meta_path)
 
-    origins = sorted({r.origin for r in rows})
-    source_note = (f"leave-one-source-out over {n_sources} labelled sources ({', '.join(origins)} labels: XSTest "
-                   "human labels; JailbreakBench jailbroken flags from JBB's LLM judge)")
+    source_note = (f"{n_sources} labelled sources it was not fitted to, leave-one-source-out (XSTest human labels; "
+                   "JailbreakBench jailbroken flags from JBB's LLM judge)")
     known = {
         "keyword": {
             "version": KEYWORD_VERSION,
