@@ -303,7 +303,7 @@ def judges_list() -> None:
 
     for name in list_judges():
         known = known_agreement(name)
-        note = (f"accuracy {known['accuracy']:.3f} on sources it was not fitted to, n={known.get('n')}"
+        note = (f"accuracy {known['accuracy']:.3f} on unseen sources, n={known.get('n')}"
                 if known and "accuracy" in known else "")
         console.print(f"{name:28s} {note}", highlight=False)
 
