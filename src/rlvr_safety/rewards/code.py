@@ -274,7 +274,7 @@ def _find_cgroups() -> _CgroupSupport | None:
         if fstype == "cgroup2" and v2_path is not None:
             parent = _inside(point, root, v2_path)
             if parent and _enable_v2(parent):
-                return _CgroupSupport("v2", ((parent, ("memory", "pids")),))
+                return _sweep(_CgroupSupport("v2", ((parent, ("memory", "pids")),)))
     v1 = []
     for ctrl in ("memory", "pids"):
         for m in mounts:
@@ -285,8 +285,26 @@ def _find_cgroups() -> _CgroupSupport | None:
                     v1.append((parent, (ctrl,)))
                 break
     if len(v1) == 2 and all(_try_mkdir(p) for p, _ in v1):
-        return _CgroupSupport("v1", tuple(v1))
+        return _sweep(_CgroupSupport("v1", tuple(v1)))
     return None
+
+
+def _sweep(support: _CgroupSupport) -> _CgroupSupport:
+    """Remove run cgroups left behind by graders that died (their pid is gone); empty ones only."""
+    for parent, _ in support.parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split("-")
+            if name.startswith("rlvr-sbx-") and len(parts) == 4 and parts[2].isdigit():
+                if not os.path.exists(f"/proc/{parts[2]}"):
+                    try:
+                        os.rmdir(os.path.join(parent, name))
+                    except OSError:
+                        pass
+    return support
 
 
 def _inside(point: str, root: str, own: str) -> str | None:
@@ -509,6 +527,8 @@ def _run(
                 "verdict_fd": w_verdict,
                 "memory_bytes": limits.runner_memory_bytes,
                 "cpu_s": max(2, math.ceil(timeout_s) + 2),
+                # Weak isolation (same uid, same pid namespace as the program): hide the runner's /proc entries.
+                "undumpable": not ({"pidns", "uid_switch"} & features),
             },
         )
         if uid is not None:

@@ -76,6 +76,11 @@ def _limit(job: dict[str, Any]) -> None:
             value = min(value, hard)
         resource.setrlimit(res, (value, hard))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if job.get("undumpable"):  # a program of the same uid could otherwise open /proc/<runner>/fd/<verdict pipe>
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
 def _load_wire(code: Any) -> Any:
