@@ -10,7 +10,7 @@ import pytest
 
 from rlvr_safety.data.registry import load_benchmark
 from rlvr_safety.errors import UserError
-from rlvr_safety.evaluation.prompts import GRADERS, grading_example
+from rlvr_safety.evaluation.prompts import CODE_PREFIX, GRADERS, grading_example
 from rlvr_safety.rewards.code import (
     CodeResult,
     CodeReward,
@@ -80,6 +80,10 @@ def test_an_english_prompt_is_never_put_in_front_of_the_program():
     assert build_program(ex, code) == "def add(a, b):\n    return a + b\n"
     assert trusted_context(ex) == ""
     assert CodeReward().score(ex, code).value == 1.0
+    # The prompt as eval shows it to the model (an English line, then HumanEval's code): only the code is used.
+    humaneval_style = {"prompt": CODE_PREFIX + 'import math\n\ndef f(x):\n    """doc"""\n', "entry_point": "f"}
+    assert build_program(humaneval_style, "    return math.floor(x)\n").startswith("import math\n")
+    assert trusted_context(humaneval_style).startswith("import math\n")
 
 
 def test_example_tests_sources():

@@ -846,12 +846,26 @@ def _defines(code: str, entry_point: str) -> bool:
     return re.search(rf"^(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.M) is not None
 
 
+_CODE_START_RE = re.compile(r"^(?:from\s|import\s|def\s|async\s+def\s|class\s|@)", re.M)
+
+
 def code_prompt(example: Mapping[str, Any]) -> str:
     """The example's prompt when it is Python that defines the entry point (HumanEval), else "" (MBPP's prompt
-    is English: put in front of the program it would be a SyntaxError, and it is no test context either)."""
+    is English: put in front of the program it would be a SyntaxError, and it is no test context either).
+
+    A prompt with an English preamble before the code (e.g. the instruction eval puts before HumanEval's) yields
+    its code part."""
     prompt, entry = example.get("prompt"), example.get("entry_point")
-    if isinstance(prompt, str) and prompt and isinstance(entry, str) and entry and _defines(prompt, entry):
-        return prompt
+    if not (isinstance(prompt, str) and prompt and isinstance(entry, str) and entry and _defines(prompt, entry)):
+        return ""
+    start = _CODE_START_RE.search(prompt)
+    for candidate in (prompt, prompt[start.start() :] if start else ""):
+        if candidate and _defines(candidate, entry):
+            try:
+                compile(candidate, "<prompt>", "exec")
+            except (SyntaxError, ValueError):
+                continue
+            return candidate
     return ""
 
 
