@@ -246,7 +246,7 @@ def test_C21_program_cannot_redefine_a_helper_the_tests_call(code_reward):
 
 @pytest.fixture(scope="module")
 def math_reward() -> MathReward:
-    return MathReward(workers=0)
+    return MathReward(workers=0, timeout=1.0)
 
 
 GOLD = {"gold": "37"}
