@@ -87,3 +87,31 @@ def test_kl_estimators_match_hand_computation() -> None:
     assert got["k2"] == pytest.approx(k2, abs=1e-6)
     assert got["k3"] == pytest.approx(k3, abs=1e-6)
     assert got["k3"] >= 0
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("lora.alpha=8", "renamed lora_alpha"), ("lora.dropout=0.1", "renamed lora_dropout"),
+    ("max_prompt_length=128", "never used")])
+def test_retired_keys_are_rejected_with_a_hint(override: str, needle: str) -> None:
+    with pytest.raises(UserError, match=needle) as err:
+        load_config("rlvr", None, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_lora_takes_peft_names() -> None:
+    from rlvr_safety.training.common import peft_config
+
+    cfg = load_config("sft", None, ["lora.lora_alpha=8", "lora.lora_dropout=0.1"])
+    peft = peft_config(cfg.lora)
+    assert (peft.lora_alpha, peft.lora_dropout) == (8, 0.1)
+
+
+def test_one_judge_per_recipe_flows_to_its_sections() -> None:
+    cfg = load_config("rlvr", None, ["judge=learned"])
+    assert cfg.probe_judge == "learned" and cfg.certificate_judge == "learned"
+    cfg = load_config("rlvr", None, ["judge=learned", "probe.judge=keyword"])
+    assert cfg.probe_judge == "keyword" and cfg.certificate_judge == "learned"
+    with pytest.raises(UserError, match="unknown judge 'kewyord'"):
+        load_config("guard", None, ["judge=kewyord"])
+    with pytest.raises(UserError, match="probe.judge"):
+        load_config("sft", None, ["probe.judge=nope"])

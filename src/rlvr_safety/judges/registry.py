@@ -6,10 +6,15 @@ Heavy judges are imported lazily: asking for "keyword" never imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges.base import Judge
+
+# The judge every command and stage uses unless told otherwise (docs/judges.md says why keyword): the one default.
+DEFAULT_JUDGE = "keyword"
 
 # Short name -> HF model id of the classifier families in judges.hf_classifiers.
 HF_JUDGE_IDS: dict[str, str] = {
@@ -75,17 +80,35 @@ def list_judges() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_judge(name: str, **options: Any) -> Judge:
-    """Build a judge by name; options go to its constructor. Unknown names raise UserError listing the known ones."""
+def check_judge_name(name: str) -> str:
+    """`name` if get_judge knows it (nothing is built or imported), else a UserError listing the known names."""
     key = name.strip().lower()
-    if key in _FACTORIES:
-        return _FACTORIES[key](**options)
-    if key.startswith("hf:") and hf_family(name[3:]) is not None:
-        return _hf(name[3:].strip())(**options)
+    if key in _FACTORIES or (key.startswith("hf:") and hf_family(name[3:]) is not None):
+        return name
     raise UserError(
         f"unknown judge {name!r}; choose one of {', '.join(list_judges())} or hf:<model_id> "
         "(a Llama Guard, WildGuard or HarmBench classifier id)"
     )
+
+
+def _valid_judge_name(name: str) -> str:
+    try:
+        return check_judge_name(name)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# A judge name in a config: checked when the config is validated, so a typo fails before any work starts.
+JudgeName = Annotated[str, AfterValidator(_valid_judge_name)]
+
+
+def get_judge(name: str, **options: Any) -> Judge:
+    """Build a judge by name; options go to its constructor. Unknown names raise UserError listing the known ones."""
+    check_judge_name(name)
+    key = name.strip().lower()
+    if key in _FACTORIES:
+        return _FACTORIES[key](**options)
+    return _hf(name[3:].strip())(**options)
 
 
 def build_judge(

@@ -9,15 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import RECIPES, load_config
+from .config import RECIPES, CommonConfig, load_config, recipe_of
 
-__all__ = ["RECIPES", "load_config", "run_recipe"]
+__all__ = ["RECIPES", "load_config", "run_config", "run_recipe"]
 
 
 def run_recipe(recipe: str, config_path: str | Path | None, overrides: list[str] | None, out: Path,
                resume: bool = False) -> dict[str, Any]:
     """Validate the config, then train; returns a JSON-able summary (output folders, last metrics, wall time)."""
-    cfg = load_config(recipe, config_path, overrides)
+    return run_config(load_config(recipe, config_path, overrides), out, resume)
+
+
+def run_config(cfg: CommonConfig, out: Path, resume: bool = False) -> dict[str, Any]:
+    """Train an already validated recipe config (what the study passes: no file written and read back)."""
+    recipe = recipe_of(cfg)
     out = Path(out)
     if recipe == "rlvr":
         from .rlvr import run as run_rlvr

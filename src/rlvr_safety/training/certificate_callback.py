@@ -28,6 +28,7 @@ from rlvr_safety.evaluation.certify import (
     sequence_logprobs,
 )
 from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.judges.registry import DEFAULT_JUDGE
 from rlvr_safety.theory import Certificate
 
 from .callbacks import MonitorResult, ReferenceHandle, eval_mode
@@ -138,7 +139,7 @@ class SafetyCertificateCallback:
 
 
 def build_certificate_monitor(benchmarks: Sequence[str] = ("harmbench", "strongreject", "xstest"), n: int = 4,
-                              judge: str = "keyword", every: int = 10, k: int = 2, max_new_tokens: int = 32,
+                              judge: str = DEFAULT_JUDGE, every: int = 10, k: int = 2, max_new_tokens: int = 32,
                               safety_budget: float | None = None, data_dir: str | Path | None = None,
                               ref_k: int = 4, seed: int = 0) -> SafetyCertificateCallback:
     """The monitor from config-like settings: the first `n` harmful prompts of each benchmark as the probe."""

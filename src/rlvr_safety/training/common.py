@@ -121,7 +121,7 @@ def peft_config(lora: LoraConfig, task_type: str = "CAUSAL_LM") -> Any:
         return None
     from peft import LoraConfig as PeftLora
 
-    return PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    return PeftLora(r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
                     target_modules=lora.target_modules, task_type=task_type)
 
 
@@ -186,7 +186,7 @@ def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
         prompts.extend(harmful[: cfg.probe.n])
     if not prompts:
         raise UserError(f"probe: no harmful prompts in {cfg.probe.benchmarks}; name safety benchmarks")
-    return JudgedProbe(prompts, get_judge(cfg.probe.judge), every=cfg.probe.every,
+    return JudgedProbe(prompts, get_judge(cfg.probe_judge), every=cfg.probe.every,
                        max_new_tokens=cfg.probe.max_new_tokens, name="probe")
 
 

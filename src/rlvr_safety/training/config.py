@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from rlvr_safety.config import StrictConfig, apply_overrides, one_line, read_yaml_mapping
 from rlvr_safety.errors import UserError
+from rlvr_safety.judges.registry import DEFAULT_JUDGE, JudgeName
 
 RECIPES = ("guard", "sft", "rlhf", "rlvr")
 ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
@@ -24,17 +25,20 @@ KL_MODES: tuple[KLMode, ...] = ("reward", "loss")
 LENGTH_INDEPENDENT_LOSSES = ("dr_grpo", "dapo")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = StrictConfig
 
 
 class LoraConfig(_Strict):
-    """LoRA adapter; with it the reference policy is the same weights with the adapter switched off (no copy)."""
+    """LoRA adapter (PEFT's field names); with it the reference policy is the same weights with the adapter switched
+    off (no copy)."""
+
+    retired_keys = {"alpha": "renamed lora_alpha (PEFT's name); write lora.lora_alpha",
+                    "dropout": "renamed lora_dropout (PEFT's name); write lora.lora_dropout"}
 
     enabled: bool = True
     r: int = Field(default=16, ge=1)
-    alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
 
 
@@ -45,7 +49,7 @@ class ProbeConfig(_Strict):
     every: int = Field(default=10, ge=1)
     benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "strongreject", "xstest"])
     n: int = Field(default=4, ge=1, description="prompts per benchmark (harmful ones only)")
-    judge: str = "keyword"
+    judge: JudgeName | None = Field(default=None, description="None: the recipe's judge")
     max_new_tokens: int = Field(default=32, ge=1)
 
 
@@ -58,7 +62,7 @@ class CertificateMonitorConfig(_Strict):
     every: int = Field(default=10, ge=1)
     benchmarks: list[str] = Field(default_factory=lambda: ["harmbench", "strongreject", "xstest"])
     n: int = Field(default=4, ge=1)
-    judge: str = "keyword"
+    judge: JudgeName | None = Field(default=None, description="None: the recipe's judge")
     k: int = Field(default=2, ge=1, description="policy samples per probe prompt")
     max_new_tokens: int = Field(default=32, ge=1)
     safety_budget: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -70,6 +74,8 @@ class CommonConfig(_Strict):
     model: str = "default"
     seed: int = 0
     data_dir: str | None = None
+    judge: JudgeName = Field(default=DEFAULT_JUDGE, description="safety judge of the probes, the certificate monitor "
+                             "and the guard's stopping rule, unless a section names its own")
     lora: LoraConfig = Field(default_factory=lambda: LoraConfig())
     gradient_checkpointing: bool = False
     device: str | None = Field(default=None, description="cpu | cuda | cuda:N; None picks cuda when available")
@@ -86,6 +92,10 @@ class CommonConfig(_Strict):
     report_to: list[str] | str = "none"
     probe: ProbeConfig = Field(default_factory=lambda: ProbeConfig())
 
+    @property
+    def probe_judge(self) -> str:
+        return self.probe.judge or self.judge
+
 
 class TaskConfig(_Strict):
     """Which capability data a recipe trains on: a benchmark name from rlvr_safety.data, or generated arithmetic."""
@@ -101,6 +111,8 @@ class TaskConfig(_Strict):
 class RLConfig(CommonConfig):
     """RL settings shared by rlvr and rlhf (TRL GRPOConfig names)."""
 
+    retired_keys = {"max_prompt_length": "removed: it was never used (prompts are not truncated); delete it"}
+
     task: TaskConfig = Field(default_factory=lambda: TaskConfig())
     algorithm: Algorithm = "grpo"
     beta: float = Field(default=0.05, ge=0.0, description="KL coefficient; 0 drops the penalty but KL is still logged")
@@ -111,7 +123,6 @@ class RLConfig(CommonConfig):
                     "tilt pi_ref e^(g/beta)/Z the theory, forecast and optimum bound describe. loss: TRL's per-token "
                     "k3 penalty in the loss (with the algorithm's own scaling), a different objective")
     num_generations: int = Field(default=4, ge=2)
-    max_prompt_length: int | None = Field(default=256, ge=8)
     max_completion_length: int = Field(default=32, ge=1)
     temperature: float = Field(default=1.0, gt=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -124,6 +135,10 @@ class RLConfig(CommonConfig):
     success_threshold: float = Field(default=1.0, description="a completion succeeds when its verifier reward >= this")
     record_rollouts: bool = Field(default=False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
     certificate: CertificateMonitorConfig = Field(default_factory=lambda: CertificateMonitorConfig())
+
+    @property
+    def certificate_judge(self) -> str:
+        return self.certificate.judge or self.judge
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
@@ -187,7 +202,6 @@ class GuardConfig(CommonConfig):
     benign_max_new_tokens: int = Field(default=64, ge=1)
     target_refusal: float = Field(default=0.9, gt=0.0, le=1.0)
     check_every: int = Field(default=10, ge=1)
-    judge: str = "keyword"
     check_max_new_tokens: int = Field(default=24, ge=1)
     max_length: int = Field(default=256, ge=16)
 
@@ -202,39 +216,22 @@ CONFIG_CLASSES: dict[str, type[CommonConfig]] = {
     "guard": GuardConfig, "sft": SFTConfig, "rlhf": RLHFConfig, "rlvr": RLVRConfig}
 
 
-def _parse_value(raw: str) -> Any:
-    """`--set` values are YAML scalars/lists: 0.1 -> float, true -> bool, [a,b] -> list, null -> None."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+def recipe_of(cfg: CommonConfig) -> str:
+    """The recipe a validated config belongs to."""
+    for name, cls in CONFIG_CLASSES.items():
+        if type(cfg) is cls:
+            return name
+    raise TypeError(f"not a recipe config: {type(cfg).__name__}")
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `key=value` / `a.b=value` overrides in place (dotted keys reach nested sections)."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set expects key=value (e.g. --set beta=0.1), got {item!r}")
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UserError(f"--set {key}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = _parse_value(raw)
-    return data
-
-
-def _format_error(recipe: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    if err["type"] == "extra_forbidden":
-        return f"{recipe} config: unknown key {loc!r}; check the spelling (see docs/training.md){more}"
-    return f"{recipe} config: {loc}: {err['msg']}{more}"
+def validate_config(recipe: str, data: dict[str, Any]) -> CommonConfig:
+    """A recipe config from a mapping; raises pydantic's ValidationError (callers word it for their source)."""
+    if recipe not in CONFIG_CLASSES:
+        raise UserError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    cfg = CONFIG_CLASSES[recipe].model_validate(data)
+    if isinstance(cfg, RLConfig) and cfg.algorithm == "ppo":
+        check_ppo_available()
+    return cfg
 
 
 def load_config(recipe: str, path: str | Path | None, overrides: list[str] | None = None) -> CommonConfig:
@@ -243,29 +240,15 @@ def load_config(recipe: str, path: str | Path | None, overrides: list[str] | Non
         raise UserError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: invalid YAML: {' '.join(str(exc).split())[:200]}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"{p}: the config must be a mapping of keys to values")
-        data = loaded
+        data = read_yaml_mapping(path, "config file")
         named = data.pop("recipe", recipe)
         if named != recipe:
-            raise UserError(f"{p} is a config for recipe {named!r}, not {recipe!r}")
+            raise UserError(f"{path} is a config for recipe {named!r}, not {recipe!r}")
     apply_overrides(data, list(overrides or []))
     try:
-        cfg = CONFIG_CLASSES[recipe].model_validate(data)
+        return validate_config(recipe, data)
     except ValidationError as exc:
-        raise UserError(_format_error(recipe, exc)) from exc
-    if isinstance(cfg, RLConfig) and cfg.algorithm == "ppo":
-        check_ppo_available()
-    return cfg
+        raise UserError(one_line(exc, f"{recipe} config", "check the spelling (see docs/training.md)")) from exc
 
 
 def check_ppo_available() -> None:

@@ -341,7 +341,7 @@ def certificate_monitor(cfg: RLConfig) -> Any:
         return None
     from .certificate_callback import build_certificate_monitor
 
-    return build_certificate_monitor(benchmarks=c.benchmarks, n=c.n, judge=c.judge, every=c.every, k=c.k,
+    return build_certificate_monitor(benchmarks=c.benchmarks, n=c.n, judge=cfg.certificate_judge, every=c.every, k=c.k,
                                      max_new_tokens=c.max_new_tokens, safety_budget=c.safety_budget,
                                      data_dir=cfg.data_dir, seed=cfg.seed)
 
