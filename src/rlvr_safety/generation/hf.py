@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from .base import Completion, GenerationParams, Prompt, chat_messages, derive_seed
+from .grad import no_grad
 
 
 def encode_prompt(tokenizer: Any, prompt: Prompt, system_prompt: str | None = None) -> list[int]:
@@ -144,12 +145,11 @@ class HFGenerator:
             bar.close()
         return [results[(i, s)] for i in range(len(prompts)) for s in range(params.n)]
 
-    @torch.inference_mode()
     def _generate_batch(self, rows: list[list[int]], params: GenerationParams, seed: int) -> list[Completion]:
         ids, mask = left_pad(rows, self.pad_id, self.device)
         bos = getattr(getattr(self.model, "generation_config", None), "bos_token_id", None)
         config = sampling_config(params, sorted(self.eos), self.pad_id, bos if isinstance(bos, int) else None)
-        with private_rng(seed, ids.device), only_config(self.model, config):
+        with no_grad(), private_rng(seed, ids.device), only_config(self.model, config):
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         new = out[:, ids.shape[1]:].tolist()
         completions = []

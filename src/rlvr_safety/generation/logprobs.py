@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .grad import no_grad
 
-@torch.inference_mode()
+
 def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: list[list[int]],
                         pad_id: int, batch_size: int = 8) -> list[np.ndarray]:
     """log p(y_t | x, y_<t) for each completion token, one float64 array per sequence.
@@ -18,6 +19,12 @@ def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids:
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError("prompt_ids and completion_ids must have the same length")
+    with no_grad():
+        return _completion_logprobs(model, prompt_ids, completion_ids, pad_id, batch_size)
+
+
+def _completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+                         pad_id: int, batch_size: int) -> list[np.ndarray]:
     device = next(model.parameters()).device
     out: list[np.ndarray] = [np.zeros(0)] * len(prompt_ids)
     order = sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(completion_ids[i])))

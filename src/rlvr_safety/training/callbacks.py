@@ -159,12 +159,20 @@ class RunCallback(TrainerCallback):
     """
 
     def __init__(self, store: Any, run_id: str, tokenizer: Any, monitors: list[SafetyMonitor] | None = None,
-                 ref: ReferenceHandle | None = None) -> None:
+                 ref: ReferenceHandle | None = None, monitors_on_every_rank: bool | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.tokenizer = tokenizer
         self.monitors = list(monitors or [])
         self.ref = ref
+        # Several processes: monitors run on rank 0 only, and their stop decision is broadcast. Under a sharding
+        # engine (ZeRO-3, FSDP) a forward needs every rank, so every rank runs them (same prompts, same seeds) and
+        # rank 0's result counts. None: decided from the launch environment.
+        if monitors_on_every_rank is None:
+            from .distributed import sharding_engine
+
+            monitors_on_every_rank = sharding_engine() is not None
+        self.monitors_on_every_rank = monitors_on_every_rank
         self.pending: dict[str, float] = {}
         self.stopped_by: str | None = None
         self.history: list[dict[str, float]] = []
@@ -175,23 +183,36 @@ class RunCallback(TrainerCallback):
             self.ref = ReferenceHandle(trainer.model, getattr(trainer, "ref_model", None))
 
     def run_monitors(self, step: int, model: Any) -> bool:
+        """Run the monitors due at `step` on the live policy, without inference mode (generation/grad.py)."""
+        from rlvr_safety.generation.grad import training_time
+
         stop = False
         for mon in self.monitors:
             if step % mon.every:
                 continue
-            result = mon(step, model, self.tokenizer, self.ref)
+            with training_time():
+                result = mon(step, model, self.tokenizer, self.ref)
             self.pending.update({f"{mon.name}/{k}": float(v) for k, v in result.metrics.items()})
             if result.stop and not stop:
                 stop, self.stopped_by = True, mon.name
         return stop
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
-        if model is not None and self.run_monitors(state.global_step, model):
+        from .distributed import broadcast_from_main
+
+        due = model is not None and any(state.global_step % m.every == 0 for m in self.monitors)
+        if not due:
+            return control
+        stop = False
+        if getattr(state, "is_world_process_zero", True) or self.monitors_on_every_rank:
+            stop = self.run_monitors(state.global_step, model)
+        # every rank must stop (and save, a collective) at the same step: rank 0 decides
+        stop, self.stopped_by = broadcast_from_main((stop, self.stopped_by))
+        if stop:
             log.info("monitor %s asked to stop at step %d", self.stopped_by, state.global_step)
             control.should_training_stop = True
             control.should_save = True
-        if self.pending:
-            control.should_log = True
+        control.should_log = True  # on every rank alike: logging gathers the loss across ranks
         return control
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
@@ -203,5 +224,6 @@ class RunCallback(TrainerCallback):
         metrics = numeric(logs)
         if metrics:
             self.history.append({"step": float(state.global_step), **metrics})
-            self.store.log_metrics(self.run_id, state.global_step, metrics)
+            if getattr(state, "is_world_process_zero", True):  # one writer
+                self.store.log_metrics(self.run_id, state.global_step, metrics)
         return control

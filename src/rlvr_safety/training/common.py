@@ -103,7 +103,12 @@ def load_policy(cfg: CommonConfig) -> Any:
     """Policy model + tokenizer + source folder (TRL rebuilds the frozen reference from `source`)."""
     from rlvr_safety.models import resolve_model
 
-    loaded = resolve_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    from .distributed import load_device
+    from .precision import precision_plan
+
+    # on this rank's device (never every rank onto cuda:0; the CPU under ZeRO-3/FSDP), fp32 masters for full FT
+    plan = precision_plan(cfg.device, cfg.dtype, full_finetune=not cfg.lora.enabled)
+    loaded = resolve_model(cfg.model, device=load_device(plan.device), dtype=plan.load_dtype)
     tok = loaded.tokenizer
     tok.padding_side = "left"
     loaded.model.train()
@@ -134,12 +139,10 @@ def on_gpu(cfg: CommonConfig) -> bool:
 
 def trainer_kwargs(cfg: CommonConfig, out: Path) -> dict[str, Any]:
     """HF TrainingArguments every recipe uses: log every step, checkpoints under DIR/checkpoints, CPU-safe."""
-    import torch
+    from .precision import precision_plan
 
-    from rlvr_safety.models import pick_device_and_dtype
-
-    dev, dtype = pick_device_and_dtype(cfg.device, cfg.dtype)
-    gpu = dev.startswith("cuda")
+    plan = precision_plan(cfg.device, cfg.dtype, full_finetune=not cfg.lora.enabled)
+    gpu = plan.device.startswith("cuda")
     return {
         "output_dir": str(out / CHECKPOINT_SUBDIR),
         "seed": cfg.seed,
@@ -156,8 +159,8 @@ def trainer_kwargs(cfg: CommonConfig, out: Path) -> dict[str, Any]:
         "save_steps": cfg.save_steps,
         "save_total_limit": cfg.save_total_limit,
         "report_to": cfg.report_to,
-        "bf16": gpu and dtype == torch.bfloat16,
-        "fp16": gpu and dtype == torch.float16,
+        "bf16": plan.bf16,  # autocast; full fine-tuning keeps fp32 master weights (training/precision.py)
+        "fp16": plan.fp16,
         "use_cpu": not gpu,
         "dataloader_num_workers": 0,
         "gradient_checkpointing": cfg.gradient_checkpointing,
@@ -167,10 +170,13 @@ def trainer_kwargs(cfg: CommonConfig, out: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- run plumbing
 def open_store(out: Path) -> Any:
+    """The run store on rank 0 (the one writer of a multi-process run); a store that drops writes elsewhere."""
     from rlvr_safety.store import Store
 
+    from .distributed import NullStore, is_main
+
     out.mkdir(parents=True, exist_ok=True)
-    return Store(out / STORE_NAME)
+    return Store(out / STORE_NAME) if is_main() else NullStore()
 
 
 def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
@@ -178,7 +184,7 @@ def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
     if not cfg.probe.enabled:
         return None
     from rlvr_safety.data import load_benchmark
-    from rlvr_safety.judges.registry import get_judge
+    from rlvr_safety.judges.registry import build_judge
 
     prompts: list[str] = []
     for name in cfg.probe.benchmarks:
@@ -186,7 +192,7 @@ def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
         prompts.extend(harmful[: cfg.probe.n])
     if not prompts:
         raise UserError(f"probe: no harmful prompts in {cfg.probe.benchmarks}; name safety benchmarks")
-    return JudgedProbe(prompts, get_judge(cfg.probe_judge), every=cfg.probe.every,
+    return JudgedProbe(prompts, build_judge(cfg.probe_judge), every=cfg.probe.every,
                        max_new_tokens=cfg.probe.max_new_tokens, name="probe")
 
 

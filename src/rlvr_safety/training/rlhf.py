@@ -18,6 +18,8 @@ from rlvr_safety.errors import UserError
 
 from . import common, rlvr
 from .config import RLHFConfig
+from .distributed import local_rank, pin_single_process_device, save_trained_model, world_size
+from .precision import precision_plan
 
 RM_SUBDIR = "reward_model"
 
@@ -54,7 +56,9 @@ def train_reward_model(cfg: RLHFConfig, out: Path, resume: bool) -> Path:
         return target
     rm = cfg.reward_model
     spec = rm.model or cfg.model
-    _, dtype = pick_device_and_dtype(cfg.device, cfg.dtype)
+    # full fine-tuning keeps fp32 masters under bf16/fp16 autocast (training/precision.py); the trainer places it
+    plan = precision_plan(cfg.device, cfg.dtype, full_finetune=not rm.lora.enabled)
+    _, dtype = pick_device_and_dtype(plan.device, plan.load_dtype)
     tok = load_tokenizer(spec)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_source(spec), num_labels=1, dtype=dtype)
     model.config.pad_token_id = tok.pad_token_id
@@ -64,13 +68,15 @@ def train_reward_model(cfg: RLHFConfig, out: Path, resume: bool) -> Path:
               max_length=rm.max_length)
     store = common.open_store(out)
     store.start_run("reward_model", "reward_model", rm.model_dump())
-    trainer = RewardTrainer(model=model, args=RewardConfig(**kw), train_dataset=preference_dataset(cfg),
+    args = RewardConfig(**kw)
+    pin_single_process_device(args, plan.device)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=preference_dataset(cfg),
                             processing_class=tok, peft_config=common.peft_config(rm.lora, "SEQ_CLS"))
     cb = common.make_run_callback(store, "reward_model", tok, [])
     cb.attach(trainer)
     ckpt = common.last_checkpoint(out / "reward_checkpoints") if resume else None
     trainer.train(resume_from_checkpoint=ckpt)
-    common.save_model_atomic(trainer.model, tok, target)
+    save_trained_model(trainer, tok, target)
     store.finish_run("reward_model", "done")
     return target
 
@@ -88,6 +94,8 @@ class LearnedReward:
         dev, dtype = pick_device_and_dtype(device, None)
         self.tokenizer = load_tokenizer(str(folder))
         self.tokenizer.padding_side = "right"
+        # each process scores its own completions on its own GPU (the CPU under ZeRO-3 / FSDP is too slow: cuda)
+        dev = f"cuda:{local_rank()}" if dev.startswith("cuda") and world_size() > 1 else dev
         self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype).to(dev).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.max_length = max_length

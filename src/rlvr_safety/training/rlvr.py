@@ -45,6 +45,7 @@ from . import common
 from .advantages import Baseline, Scale, group_advantages, kl_penalised
 from .callbacks import ReferenceHandle
 from .config import KLMode, RLConfig
+from .distributed import is_main, pin_single_process_device, rank, save_trained_model
 from .kl import ESTIMATORS, sequence_estimators
 
 
@@ -143,6 +144,8 @@ class MonitoredGRPOTrainer(GRPOTrainer):
             disable_dropout_in_model(reference)
             add_fused_lm_head(reference, temperature=self.temperature,
                               cast_lm_head_to_fp32=targs.cast_lm_head_to_fp32)
+            # as TRL places its own reference: sharded like the policy under ZeRO-3 / FSDP (a ZeRO-1/2 run gets a
+            # stage-0 inference engine), else moved to this rank's device and never wrapped in DDP
             if self.is_deepspeed_enabled:
                 reference = prepare_deepspeed(reference, self.accelerator)
             elif self.is_fsdp_enabled:
@@ -223,12 +226,24 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         batch["advantages"] = advantages.detach().cpu()
         self.last_batch = batch
         out["advantages"] = advantages[start:start + n_local].to(out["advantages"].dtype)
-        if self.success_reward is not None and self.success_reward.last:
+        if self.success_reward is not None:
+            # the verifier saw this process's completions only: sum successes and counts over every process
             vals = torch.tensor(self.success_reward.last, dtype=torch.float32)
             vals = vals[~torch.isnan(vals)]
-            if vals.numel():
-                self._metrics[mode]["success_rate"].append((vals >= self.success_threshold).float().mean().item())
+            local = torch.tensor([[float((vals >= self.success_threshold).sum()), float(vals.numel())]],
+                                 device=self.accelerator.device)
+            hits, count = self.accelerator.gather(local).reshape(-1, 2).sum(0).tolist()
+            if count > 0:
+                self._metrics[mode]["success_rate"].append(hits / count)
         return out
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's generation, under the trainer's autocast: with fp32 master weights (full fine-tuning in bf16) the
+        sampling forwards run in bf16 like the loss pass, not in fp32 (a no-op in fp32 and on vLLM)."""
+        if self.use_vllm:
+            return super()._generate_single_turn(*args, **kwargs)
+        with self.accelerator.autocast():
+            return super()._generate_single_turn(*args, **kwargs)
 
     def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
@@ -322,6 +337,7 @@ def build_trainer(cfg: RLConfig, out: Path, reward_funcs: list[Any] | None = Non
     # config._name_or_path: the base model, not the adapter-merged model training starts from); the trainer sets
     # its own KL coefficient afterwards
     args = GRPOConfig(**{**grpo_args(cfg, out), "beta": 0.0}, reward_weights=weights)
+    pin_single_process_device(args, str(loaded.device))
     peft = common.peft_config(cfg.lora)
     reference = None
     if peft is None:  # full fine-tuning: a frozen copy of the starting model (LoRA: the adapter switched off)
@@ -361,9 +377,10 @@ def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
         cb = common.make_run_callback(store, kind, trainer.processing_class, [probe, cert], trainer.reference_handle())
         cb.attach(trainer)
         result = common.train(trainer, out, resume)
-        common.save_model_atomic(trainer.model, trainer.processing_class, out / common.MODEL_SUBDIR)
-        if cfg.record_rollouts:
-            torch.save(trainer.rollout_records, out / "rollouts.pt")
+        save_trained_model(trainer, trainer.processing_class, out / common.MODEL_SUBDIR)
+        if cfg.record_rollouts:  # each process holds its own rollouts: rank 0 rollouts.pt, rank r rollouts.rank<r>.pt
+            name = "rollouts.pt" if is_main() else f"rollouts.rank{rank()}.pt"
+            torch.save(trainer.rollout_records, out / name)
     except BaseException:
         store.finish_run(kind, "failed")
         raise

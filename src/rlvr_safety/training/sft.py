@@ -14,6 +14,7 @@ from rlvr_safety.errors import UserError
 
 from . import common
 from .config import SFTConfig
+from .distributed import pin_single_process_device, save_trained_model
 
 
 def sft_dataset(cfg: SFTConfig) -> Any:
@@ -50,6 +51,7 @@ def run_sft_trainer(cfg: Any, out: Path, resume: bool, kind: str, dataset: Any, 
     try:
         args = TRLSFTConfig(**sft_args(cfg, out, cfg.max_length),
                             num_train_epochs=getattr(cfg, "num_train_epochs", 1.0))
+        pin_single_process_device(args, str(loaded.device))
         trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=dataset,
                              processing_class=loaded.tokenizer, peft_config=common.peft_config(cfg.lora))
 
@@ -63,7 +65,7 @@ def run_sft_trainer(cfg: Any, out: Path, resume: bool, kind: str, dataset: Any, 
         result = common.train(trainer, out, resume)
         if final_check is not None:
             extra = {**(extra or {}), **final_check(trainer.model, loaded.tokenizer)}
-        common.save_model_atomic(trainer.model, loaded.tokenizer, out / common.MODEL_SUBDIR)
+        save_trained_model(trainer, loaded.tokenizer, out / common.MODEL_SUBDIR)
     except BaseException:
         store.finish_run(kind, "failed")
         raise

@@ -1,0 +1,192 @@
+"""Several processes, one run: what each rank does under `accelerate launch` / `torchrun` (docs/scaling.md).
+
+A recipe launched as N processes (DDP, DeepSpeed ZeRO, FSDP; `accelerate launch -m rlvr_safety train ...`) runs the
+same code on every rank. The rules kept here:
+
+- every rank loads its copy of the model onto *its own* device (`cuda:LOCAL_RANK`), never all onto cuda:0; under
+  ZeRO-3 / FSDP onto the CPU, and the engine places (shards) it;
+- one writer: the run store, DIR/model and the rollouts file are written by rank 0; the others wait at a barrier;
+- a sharded model (ZeRO-3, FSDP) is saved through the trainer (`trainer.save_model`, which gathers the full state
+  dict on every rank and writes on rank 0), then merged (LoRA) and renamed atomically by rank 0;
+- a monitor's stop decision is rank 0's, broadcast to every rank so that all stop at the same step;
+- one process that sees several GPUs trains on one of them (TRL refuses `nn.DataParallel`).
+
+With no process group (one process) every function here is the trivial single-process answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _dist() -> Any:
+    """torch.distributed when a process group is up, else None."""
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def world_size() -> int:
+    dist = _dist()
+    if dist is not None:
+        return int(dist.get_world_size())
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    dist = _dist()
+    if dist is not None:
+        return int(dist.get_rank())
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    """Rank 0 of the whole job (the one writer)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    dist = _dist()
+    if dist is not None and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (a no-op in one process)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sharding_engine() -> str | None:
+    """'deepspeed3' or 'fsdp' when the launcher asked for a parameter-sharding engine, else None.
+
+    Read from accelerate's launch environment (ACCELERATE_USE_DEEPSPEED + ACCELERATE_DEEPSPEED_ZERO_STAGE,
+    ACCELERATE_USE_FSDP), which exists before any trainer does: the model is loaded before it.
+    """
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "false").strip().lower() in ("1", "true", "yes")
+
+    if flag("ACCELERATE_USE_FSDP"):
+        return "fsdp"
+    if flag("ACCELERATE_USE_DEEPSPEED") and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "").strip() == "3":
+        return "deepspeed3"
+    return None
+
+
+def load_device(device: str) -> str:
+    """Where this rank should load its model: `device` as resolved (cpu | cuda | cuda:N), made rank-aware.
+
+    Under ZeRO-3 / FSDP: the CPU (the engine shards and places it). Under a multi-process launch on CUDA:
+    cuda:LOCAL_RANK, whatever index was configured (each rank owns one GPU). Otherwise `device` unchanged.
+    """
+    if sharding_engine() is not None:
+        return "cpu"
+    if device.startswith("cuda") and world_size() > 1:
+        return f"cuda:{local_rank()}"
+    return device
+
+
+def pin_single_process_device(args: Any, device: str) -> None:
+    """One process, several visible GPUs: train on one (`device`'s index, default 0) instead of letting HF's Trainer
+    wrap the model in nn.DataParallel, which TRL refuses ("does not support nn.DataParallel")."""
+    if world_size() > 1 or args.n_gpu <= 1:
+        return
+    import torch
+
+    index = torch.device(device).index if device.startswith("cuda") else None
+    index = 0 if index is None else index
+    args._n_gpu = 1
+    if device.startswith("cuda"):
+        torch.cuda.set_device(index)
+        # TrainingArguments.device is a cached property (`_setup_devices`); pin it to the chosen GPU
+        args.__dict__["_setup_devices"] = torch.device("cuda", index)
+    log.info("one process sees %d GPUs: training on cuda:%d only (launch with accelerate/torchrun to use all)",
+             torch.cuda.device_count(), index)
+
+
+class NullStore:
+    """What ranks other than 0 get instead of the run store: every write is dropped (rank 0 writes)."""
+
+    def start_run(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def finish_run(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def metric_series(self, *args: Any, **kwargs: Any) -> dict[str, list[tuple[int, float]]]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+def _engine_sharded(trainer: Any) -> bool:
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+        return getattr(plugin, "zero_stage", None) == 3
+    return False
+
+
+def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = None) -> Path:
+    """Write the trained model to `target` (LoRA merged) exactly once, whatever the launch; every rank calls it.
+
+    Unsharded (one process, DDP, ZeRO-1/2): rank 0 saves the unwrapped model atomically. Sharded (ZeRO-3, FSDP):
+    `trainer.save_model` gathers the full weights on every rank (ZeRO-3 needs `zero3_save_16bit_model: true`, see
+    configs/accelerate/zero3.yaml) and rank 0 writes them; rank 0 then merges a LoRA adapter into its base and
+    renames the folder into place. All ranks leave together (barrier).
+    """
+    from .common import save_model_atomic
+
+    target = Path(target)
+    if _engine_sharded(trainer):
+        staging = target.with_name(f".{target.name}.gathered")
+        if is_main():
+            shutil.rmtree(staging, ignore_errors=True)
+        barrier()
+        trainer.save_model(str(staging))  # collective; writes on the main process only
+        if is_main():
+            try:
+                model = _load_saved(trainer, staging, dtype)
+                save_model_atomic(model, tokenizer, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    elif is_main():
+        save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, target)
+    barrier()
+    return target
+
+
+def _load_saved(trainer: Any, folder: Path, dtype: Any) -> Any:
+    """The model a sharded save wrote, on the CPU: a full model, or base + LoRA adapter (merged by the caller)."""
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if (folder / "adapter_config.json").exists():
+        import json
+
+        from peft import PeftModel
+
+        from rlvr_safety.models import resolve_source
+
+        base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base_cls = type(unwrapped.get_base_model())
+        base = base_cls.from_pretrained(resolve_source(base_path), dtype=dtype or "auto")
+        return PeftModel.from_pretrained(base, str(folder))
+    return type(unwrapped).from_pretrained(str(folder), dtype=dtype or "auto")
