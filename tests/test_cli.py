@@ -93,3 +93,25 @@ def test_study_dry_run_prints_plan(monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "study", "--preset", "paper", "--out", "/nonexistent/x", "--dry-run")
     assert code == 0, err
     assert "training_runs: 234" in out and "report" in out
+
+
+def test_study_dry_run_rejects_a_typo_in_train_naming_it(monkeypatch, capsys, tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("methods: [sft, 'rlvr:grpo']\ntrain:\n  max_steps: 5\n  lerning_rate: 0.1\n")
+    code, out, err = run_cli(monkeypatch, capsys, "study", "--config", str(spec), "--out", str(tmp_path / "o"),
+                             "--dry-run")
+    assert_one_line_error(code, err, "train.lerning_rate: unknown key")
+    assert out == "" and not (tmp_path / "o").exists()
+
+
+def test_study_dry_run_shows_the_judge_of_every_stage(monkeypatch, capsys, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("judge: learned\nmethods: ['rlvr:grpo']\ntrain:\n  certificate: {enabled: true}\n")
+    code, out, err = run_cli(monkeypatch, capsys, "study", "--config", str(spec), "--out", str(tmp_path / "o"),
+                             "--dry-run")
+    assert code == 0, err
+    stage_lines = [ln.strip() for ln in out.splitlines() if ln.strip().startswith(("guard:", "forecast:", "train:",
+                                                                                   "eval:", "certify:"))]
+    assert len(stage_lines) == 6
+    assert all("[judge: " in ln and "learned" in ln and "keyword" not in ln for ln in stage_lines)
+    assert "probe learned, certificate learned" in out

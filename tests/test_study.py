@@ -30,7 +30,7 @@ def test_grid_expansion_and_stable_ids():
 @pytest.mark.parametrize(("bad", "needle"), [
     ({"methods": ["rlvr:nope"]}, "unknown algorithm"),
     ({"methods": ["dpo"]}, "must be 'sft'"),
-    ({"betas": [-1.0]}, "betas must be >= 0"),
+    ({"betas": [-1.0]}, "betas: Input should be greater than or equal to 0"),
     ({"domains": ["poetry"]}, "domains"),
     ({"typo_key": 1}, "typo_key"),
     ({"eval": {"limit": 0}}, "eval.limit"),
@@ -115,3 +115,74 @@ def test_resume_refuses_a_different_spec(tmp_path):
     StudyRunner(spec(methods=["sft"]), out, progress=False, executors=fake_executors([])).run()
     with pytest.raises(UserError, match="different spec"):
         StudyRunner(spec(methods=["sft", "rlvr:grpo"]), out, resume=True, progress=False)
+
+
+@pytest.mark.parametrize(("bad", "needle"), [
+    ({"train": {"bata": 0.1}}, "train.bata: unknown key for the sft recipe"),
+    ({"method_overrides": {"rlvr": {"num_generatons": 8}}}, "method_overrides.rlvr.num_generatons: unknown key"),
+    ({"method_overrides": {"rlvr:grpo": {"lora": {"alpha": 8}}}}, "renamed lora_alpha"),
+    ({"guard": {"config": {"n_harmfull": 3}}}, "guard.config.n_harmfull: unknown key for the guard recipe"),
+    ({"train": {"probe": {"judge": "kewyord"}}}, "train.probe.judge: unknown judge 'kewyord'"),
+    ({"judge": "nope"}, "judge: unknown judge 'nope'"),
+    ({"eval": {"judge": "nope"}}, "eval.judge: unknown judge"),
+    ({"method_overrides": {"dpo": {}}}, "method_overrides.dpo: not a method"),
+    ({"method_overrides": {"rlvr": {"num_generations": 3}}}, "multiple of num_generations"),
+])
+def test_every_recipe_config_is_validated_when_the_spec_loads(bad, needle):
+    with pytest.raises(UserError) as exc:
+        spec(**bad)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_study_judge_flows_to_every_stage_unless_one_names_its_own():
+    s = spec(judge="learned", certificate={"judge": "keyword"},
+             method_overrides={"rlvr:rloo": {"probe": {"judge": "keyword"}}})
+    judges = describe_plan(s)["judges"]
+    used = {(sid.split(":")[0], role, name) for sid, roles in judges.items() for role, name in roles.items()}
+    assert ("guard", "guard", "learned") in used and ("forecast", "forecast", "learned") in used
+    assert ("eval", "eval", "learned") in used and ("certify", "certify", "keyword") in used
+    assert ("certify", "certify", "learned") not in used
+    rloo = next(r for r in expand_runs(s) if r.algorithm == "rloo")
+    grpo = next(r for r in expand_runs(s) if r.algorithm == "grpo" and r.method == "rlvr")
+    assert s.run_config(rloo).probe_judge == "keyword" and s.run_config(grpo).probe_judge == "learned"
+    assert s.guard_config("default").judge == "learned"
+    # an explicit judge in guard.config wins over the study's for the guard stage only
+    assert spec(guard={"config": {"judge": "keyword"}}, judge="learned").stage_judges("guard", base="default") == {
+        "guard": "keyword"}
+
+
+def test_run_configs_are_typed_and_merged_in_order():
+    from rlvr_safety.training.config import RLVRConfig, SFTConfig
+
+    s = spec(train={"max_steps": 7, "probe": {"every": 3, "n": 2}},
+             method_overrides={"rlvr": {"num_generations": 8, "probe": {"n": 5}}, "rlvr:rloo": {"max_steps": 9}})
+    runs = {r.id: r for r in expand_runs(s)}
+    rloo = s.run_config(runs["default_rlvr-rloo_arithmetic_b0.1_s1"], model="/ref")
+    assert isinstance(rloo, RLVRConfig)
+    assert (rloo.model, rloo.beta, rloo.seed, rloo.algorithm) == ("/ref", 0.1, 1, "rloo")
+    assert (rloo.max_steps, rloo.num_generations, rloo.probe.every, rloo.probe.n) == (9, 8, 3, 5)
+    sft = s.run_config(runs["default_sft_arithmetic_s0"])
+    assert isinstance(sft, SFTConfig) and sft.max_steps == 7 and sft.task.name == "arithmetic"
+    assert describe_plan(s)["cost"]["training_steps"] == sum(s.run_config(r).max_steps for r in runs.values())
+
+
+def test_the_runner_trains_the_validated_object(tmp_path, monkeypatch):
+    """No YAML round trip: the recipe receives the spec's config object, with the guard's reference as model."""
+    import rlvr_safety.training as training
+
+    seen = []
+
+    def fake_run_config(cfg, out, resume=False):
+        seen.append(cfg)
+        return {"model": str(out / "model")}
+
+    monkeypatch.setattr(training, "run_config", fake_run_config)
+    s = spec(methods=["rlvr:grpo"], betas=[0.05], seeds=[0], train={"max_steps": 3}, judge="learned")
+    executors = fake_executors([])
+    executors.pop("train")
+    executors["guard"] = lambda stage: {"reference": "/guarded"}
+    StudyRunner(s, tmp_path / "st", progress=False, executors=executors).run()
+    (cfg,) = seen
+    assert cfg.model == "/guarded" and cfg.max_steps == 3 and cfg.judge == "learned" and cfg.beta == 0.05
+    folder = tmp_path / "st" / "models" / "default_rlvr-grpo_arithmetic_b0.05_s0"
+    assert not (folder / "config.yaml").exists() and (folder / "config.json").exists()

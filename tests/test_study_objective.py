@@ -40,7 +40,7 @@ def _run_study(tmp_path: Path) -> dict[str, Any]:
         run = stage.params["run"]
         folder = out / "models" / run.id
         folder.mkdir(parents=True, exist_ok=True)
-        kl_mode = runner._run_config(run).get("kl_mode", "reward") if run.method != "sft" else None
+        kl_mode = runner._run_config(run).kl_mode if run.method != "sft" else None
         info = {"model": str(folder / "model"), "kl_mode": kl_mode,
                 "objective": {"reward": "tilt", "loss": "trl_k3_loss"}.get(str(kl_mode))}
         if run.algorithm == "dr_grpo":  # a stage recorded before kl_mode was: the objective is in train_summary.json

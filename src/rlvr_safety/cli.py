@@ -376,8 +376,11 @@ def study_cmd(
         plan = describe_plan(spec)
         console.print(Text.assemble((spec.name, "bold"), f": {len(plan['runs'])} training runs, "
                                     f"{len(plan['stages'])} stages"))
+        console.print(f"  judge: {spec.judge} (every stage, unless it names its own)", highlight=False)
         for sid in plan["stages"]:
-            console.print(f"  {sid}", highlight=False)
+            judges = plan["judges"].get(sid) or {}
+            used = ", ".join(f"{role} {name}" for role, name in judges.items())
+            console.print(f"  {sid}" + (f"  [judge: {used}]" if used else ""), highlight=False, soft_wrap=True)
         for key, value in plan["cost"].items():
             console.print(f"  {key}: {value}", highlight=False)
         return

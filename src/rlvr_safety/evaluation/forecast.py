@@ -76,9 +76,9 @@ def prompt_drift_ci(g: np.ndarray, s: np.ndarray, beta: float, n_resamples: int 
 
 
 def _judge_factory(name: str, options: dict[str, Any] | None) -> Judge:
-    from ..judges.registry import get_judge
+    from ..judges.registry import build_judge
 
-    return get_judge(name, **(options or {}))
+    return build_judge(name, **(options or {}))
 
 
 def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limit: int | None = None,

@@ -1,57 +1,13 @@
-"""Expand a spec into runs with stable ids, and runs into a stage graph in dependency order.
-
-Ids depend only on the run's own coordinates (base model, method, domain, beta, seed), so adding a beta or a seed
-to a spec keeps every existing run's id, folder and stored results.
-"""
+"""Expand a spec into a stage graph in dependency order (the runs themselves and their ids: spec.py)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spec import StudySpec
+from .spec import RunSpec, StudySpec, expand_runs, slug
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "model"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    base: str
-    domain: str
-    method: str  # sft | rlhf | rlvr
-    algorithm: str | None
-    beta: float | None
-    seed: int
-
-    @property
-    def id(self) -> str:
-        name = self.method if self.algorithm is None else f"{self.method}-{self.algorithm}"
-        beta = "" if self.beta is None else f"_b{self.beta:g}"
-        return f"{slug(self.base)}_{name}_{self.domain}{beta}_s{self.seed}"
-
-    @property
-    def label(self) -> str:
-        return self.method if self.algorithm is None else f"{self.method}:{self.algorithm}"
-
-
-def expand_runs(spec: StudySpec) -> list[RunSpec]:
-    """The grid; SFT has no KL coefficient, so it is expanded over seeds only (no duplicate runs per beta)."""
-    runs: list[RunSpec] = []
-    seen: set[str] = set()
-    for base in spec.base_models:
-        for domain in spec.domains:
-            for method in spec.methods:
-                kind, _, algorithm = method.partition(":")
-                for beta in spec.betas:
-                    for seed in spec.seeds:
-                        run = RunSpec(base, domain, kind, algorithm or None, None if kind == "sft" else beta, seed)
-                        if run.id not in seen:
-                            seen.add(run.id)
-                            runs.append(run)
-    return runs
+__all__ = ["RunSpec", "Stage", "check_order", "expand_runs", "plan", "reference_id", "slug"]
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..evaluation.runner import write_json_atomic
 from ..store import Store
 from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
 from .spec import DOMAIN_TASKS, StudySpec
+
+if TYPE_CHECKING:
+    from ..training.config import CommonConfig
 
 log = logging.getLogger(__name__)
 STORE = "study.sqlite"
@@ -31,6 +32,7 @@ class StudyRunner:
     def __init__(self, spec: StudySpec, out: Path, resume: bool = False, progress: bool = True,
                  executors: dict[str, Callable[[Stage], dict[str, Any]]] | None = None) -> None:
         self.spec, self.out, self.progress = spec, Path(out), progress
+        spec.check_configs()  # a spec built in code gets the same checks as one loaded from YAML
         self.stages = plan(spec)
         check_order(self.stages)
         self._check_out(resume)
@@ -112,61 +114,54 @@ class StudyRunner:
         if g.mode == "off":
             return {"reference": base, "guarded": False, "reason": "guard: off"}
         base_rate = None
+        cfg = self.spec.guard_config(base)
         if g.mode == "auto":
-            base_rate = self._refusal_rate(base, g.probe_benchmark, g.probe_n, self.out / "guard" / slug(base))
+            base_rate = self._refusal_rate(base, g.probe_benchmark, g.probe_n, self.out / "guard" / slug(base),
+                                           cfg.judge)
             if base_rate >= g.threshold:
-                return {"reference": base, "guarded": False, "base_refusal_rate": base_rate,
+                return {"reference": base, "guarded": False, "base_refusal_rate": base_rate, "judge": cfg.judge,
                         "reason": f"base refuses {base_rate:.2f} >= threshold {g.threshold}: guard not needed"}
         out = self.out / "models" / f"{slug(base)}_guard"
-        common = {"data_dir": self.spec.data_dir} if self.spec.data_dir else {}
-        info = self._train_recipe("guard", {"model": base, **common, **g.config}, out)
-        return {"reference": info["model"], "guarded": True, "base_refusal_rate": base_rate, "train": info}
+        info = self._train_recipe(cfg, out)
+        return {"reference": info["model"], "guarded": True, "base_refusal_rate": base_rate, "judge": cfg.judge,
+                "train": info}
 
-    def _refusal_rate(self, model: str, benchmark: str, n: int, out: Path) -> float:
+    def _refusal_rate(self, model: str, benchmark: str, n: int, out: Path, judge: str) -> float:
         """Refusal rate on the LAST n prompts of the guard's harmful source (its training split is seeded
         and shuffled, so this is only a decision probe, not a reported metric)."""
         from ..data import load_benchmark
-        from ..evaluation.runner import EvalSpec, evaluate_records
+        from ..evaluation.runner import evaluate_records
         from ..generation.base import GenerationParams, get_generator
-        from ..judges.registry import get_judge
+        from ..judges.registry import build_judge
         from ..models import model_fingerprint
 
         records = load_benchmark(benchmark, data_dir=self.spec.data_dir)[-n:]
-        spec = EvalSpec(model=model, benchmarks=[benchmark], out=out, judge=self.spec.eval.judge)
         params = GenerationParams(max_new_tokens=48, batch_size=self.spec.eval.batch_size)
         with Store(out / "store.sqlite") as store:
             m = evaluate_records(store, model_fingerprint(model), benchmark, records,
-                                 lambda: get_generator("hf", spec.model), lambda: get_judge(spec.judge),
+                                 lambda: get_generator("hf", model), lambda: build_judge(judge),
                                  params, params, progress=self.progress)
         return float(m["refusal_rate"]["rate"])
 
-    def _train_recipe(self, recipe: str, config: dict[str, Any], out: Path) -> dict[str, Any]:
-        from ..training import run_recipe
+    def _train_recipe(self, cfg: CommonConfig, out: Path) -> dict[str, Any]:
+        """Train a validated config (no file round trip); config.json records what was trained."""
+        from ..training import run_config
 
         out.mkdir(parents=True, exist_ok=True)
-        cfg_path = out / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(config, sort_keys=True))
+        write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
         if (out / "model" / "config.json").exists() and (out / "train_summary.json").exists():
             return json.loads((out / "train_summary.json").read_text())
-        info = run_recipe(recipe, cfg_path, [], out, resume=True)
+        info = run_config(cfg, out, resume=True)
         write_json_atomic(out / "train_summary.json", info)
         return info
 
-    def _run_config(self, run: RunSpec) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"model": self.reference(run.base), "seed": run.seed, **self.spec.train_common()}
-        if run.method != "sft":
-            cfg.update(algorithm=run.algorithm, beta=run.beta)
-        task = {"name": DOMAIN_TASKS[run.domain]}
-        for key in (run.method, run.label):
-            overrides = dict(self.spec.method_overrides.get(key, {}))
-            task.update(overrides.pop("task", {}))
-            cfg.update(overrides)
-        cfg["task"] = {**task, **cfg.get("task", {})}
-        return cfg
+    def _run_config(self, run: RunSpec) -> CommonConfig:
+        """The run's validated recipe config, starting from the guard stage's reference."""
+        return self.spec.run_config(run, model=self.reference(run.base))
 
     def _train(self, stage: Stage) -> dict[str, Any]:
         run: RunSpec = stage.params["run"]
-        info = self._train_recipe(run.method, self._run_config(run), self.out / "models" / run.id)
+        info = self._train_recipe(self._run_config(run), self.out / "models" / run.id)
         return {"model": info["model"], "store": info.get("store"), "steps": info.get("steps"),
                 "stopped_by": info.get("stopped_by"), "kl_mode": info.get("kl_mode"),
                 "objective": info.get("objective"), "run": asdict(run)}
@@ -191,7 +186,7 @@ class StudyRunner:
             if not names:
                 continue
             spec = EvalSpec(model=model, benchmarks=names, out=out, limit=limit, data_dir=_path(self.spec.data_dir),
-                            judge=e.judge, second_judges=list(e.second_judges),
+                            judge=e.judge or self.spec.judge, second_judges=list(e.second_judges),
                             safety_params=GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
                             capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
                                                                batch_size=e.batch_size))
@@ -207,7 +202,7 @@ class StudyRunner:
         f = self.spec.forecast
         out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}_b{p['beta']:g}"
         result = run_forecast(model=self.reference(p["base"]), task=DOMAIN_TASKS[p["domain"]], beta=p["beta"],
-                              k=f.k, limit=f.limit, judge=self.spec.eval.judge, out=out,
+                              k=f.k, limit=f.limit, judge=f.judge or self.spec.judge, out=out,
                               data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens)
         return {"forecast": str(out / "forecast.json"), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
@@ -218,7 +213,7 @@ class StudyRunner:
         c = self.spec.certificate
         out = self.out / "certificates" / run.id
         run_certify(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
-                    suite="safety5", limit=c.limit, judge=self.spec.eval.judge, measure=c.measure, out=out,
+                    suite="safety5", limit=c.limit, judge=c.judge or self.spec.judge, measure=c.measure, out=out,
                     data_dir=_path(self.spec.data_dir), max_new_tokens=c.max_new_tokens)
         return {"certificate": str(out / "certificate.json")}
 
@@ -239,13 +234,16 @@ def _path(value: str | None) -> Path | None:
 
 
 def describe_plan(spec: StudySpec) -> dict[str, Any]:
-    """What `--dry-run` prints: every stage and a rough cost in training steps and generations."""
+    """What `--dry-run` prints: every stage with the judge(s) it uses, and a rough cost in training steps and
+    generations (steps from each run's validated recipe config)."""
     stages = plan(spec)
     runs = expand_runs(spec)
-    steps = sum(int(spec.train.get("max_steps", 20)) for _ in runs)
+    steps = sum(spec.run_config(run).max_steps for run in runs)
     n_models = len(runs) + len(spec.base_models)
     per_model_prompts = (spec.eval.limit or 0) * 5 + (spec.eval.capability_limit or spec.eval.limit or 0) * 4
-    return {"runs": [r.id for r in runs], "stages": [s.id for s in stages],
+    judges = {s.id: spec.stage_judges(s.kind, run=s.params.get("run"), base=s.params.get("base"))
+              for s in stages}
+    return {"runs": [r.id for r in runs], "stages": [s.id for s in stages], "judges": judges,
             "cost": {"training_runs": len(runs), "training_steps": steps, "models_evaluated": n_models,
                      "eval_generations": n_models * per_model_prompts,
                      "references": [reference_id(b) for b in spec.base_models]}}

@@ -1,29 +1,38 @@
 """The study spec: what to compare (models x domains x methods x betas x seeds) and how to measure it.
 
-Validated with pydantic (unknown keys rejected), loaded from YAML or a named preset; errors are one line.
+Validated with pydantic (unknown keys rejected), loaded from YAML or a named preset; errors are one line. Loading a
+spec also builds and validates the full recipe config of every run of its grid (and of the guard stage), so a typo
+anywhere, `--dry-run` included, fails before any stage runs; the runner then trains those validated objects.
+
+One judge: `judge` is the study's safety judge. It flows to the guard stage (decision probe and stopping rule),
+every training run's probe and certificate monitor, the forecast, the certificates and the eval, unless a stage
+names its own (`eval.judge`, `forecast.judge`, `certificate.judge`, `judge` under `guard.config`, `train` or
+`method_overrides`); `stage_judges` says which judge each stage uses, and `--dry-run` prints it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from ..config import StrictConfig, deep_merge, error_location, error_message, one_line, read_yaml_mapping
 from ..errors import UserError
+from ..judges.registry import DEFAULT_JUDGE, JudgeName
+from ..training.config import ALGORITHMS, CommonConfig, GuardConfig, RLConfig, validate_config
 
 Domain = Literal["arithmetic", "gsm8k", "math", "code", "ifeval"]
 DOMAIN_TASKS = {"arithmetic": "arithmetic", "gsm8k": "gsm8k-train", "math": "math-train", "code": "mbpp",
                 "ifeval": "ifeval"}
-RL_ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
+RL_ALGORITHMS = ALGORITHMS
 METHOD_RE = re.compile(r"^(sft|(rlhf|rlvr):([a-z_]+))$")
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictConfig
 
 
 class GuardSettings(_Strict):
@@ -34,14 +43,15 @@ class GuardSettings(_Strict):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     probe_benchmark: str = "advbench"
     probe_n: int = Field(default=16, ge=1)
-    config: dict[str, Any] = Field(default_factory=dict, description="guard recipe settings (training/config.py)")
+    config: dict[str, Any] = Field(default_factory=dict, description="guard recipe settings (training/config.py), "
+                                   "validated as a GuardConfig when the spec loads")
 
 
 class EvalSettings(_Strict):
     suites: list[str] = Field(default_factory=lambda: ["safety5", "capability"])
     limit: int | None = Field(default=20, ge=1)
     capability_limit: int | None = Field(default=None, ge=1, description="None = same as limit")
-    judge: str = "keyword"
+    judge: JudgeName | None = Field(default=None, description="None: the study's judge")
     max_new_tokens: int = Field(default=96, ge=1)
     capability_max_new_tokens: int = Field(default=256, ge=1)
     batch_size: int = Field(default=16, ge=1)
@@ -57,6 +67,7 @@ class ForecastSettings(_Strict):
     k: int = Field(default=4, ge=2)
     limit: int = Field(default=16, ge=1)
     max_new_tokens: int = Field(default=48, ge=1)
+    judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
 
 class CertificateSettings(_Strict):
@@ -64,15 +75,46 @@ class CertificateSettings(_Strict):
     limit: int = Field(default=8, ge=1, description="probe prompts per safety benchmark")
     measure: bool = True
     max_new_tokens: int = Field(default=48, ge=1)
+    judge: JudgeName | None = Field(default=None, description="None: the study's judge")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "model"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid. Its id depends only on its own coordinates, so adding a beta or a seed to a
+    spec keeps every existing run's id, folder and stored results."""
+
+    base: str
+    domain: str
+    method: str  # sft | rlhf | rlvr
+    algorithm: str | None
+    beta: float | None
+    seed: int
+
+    @property
+    def id(self) -> str:
+        name = self.method if self.algorithm is None else f"{self.method}-{self.algorithm}"
+        beta = "" if self.beta is None else f"_b{self.beta:g}"
+        return f"{slug(self.base)}_{name}_{self.domain}{beta}_s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return self.method if self.algorithm is None else f"{self.method}:{self.algorithm}"
 
 
 class StudySpec(_Strict):
     name: str = "study"
     base_models: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    judge: JudgeName = Field(default=DEFAULT_JUDGE, description="the study's safety judge: every stage uses it "
+                             "unless it names its own")
     guard: GuardSettings = Field(default_factory=GuardSettings)
     domains: list[Domain] = Field(default_factory=lambda: list[Domain](["arithmetic"]), min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["sft", "rlvr:grpo"], min_length=1)
-    betas: list[float] = Field(default_factory=lambda: [0.05], min_length=1)
+    betas: list[float] = Field(default_factory=lambda: [0.05], min_length=1,
+                               description="KL coefficients (checked by the RL recipe config: >= 0)")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     train: dict[str, Any] = Field(default_factory=dict, description="settings shared by every training recipe")
     method_overrides: dict[str, dict[str, Any]] = Field(
@@ -81,13 +123,6 @@ class StudySpec(_Strict):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     certificate: CertificateSettings = Field(default_factory=CertificateSettings)
     data_dir: str | None = None
-
-    def train_common(self) -> dict[str, Any]:
-        """Settings every training run of the grid shares (the guard stage has its own `guard.config`)."""
-        common = dict(self.train)
-        if self.data_dir is not None:
-            common.setdefault("data_dir", self.data_dir)
-        return common
 
     @field_validator("methods")
     @classmethod
@@ -102,26 +137,129 @@ class StudySpec(_Strict):
             raise ValueError("methods are listed twice")
         return methods
 
-    @field_validator("betas")
-    @classmethod
-    def _betas(cls, betas: list[float]) -> list[float]:
-        if any(b < 0 for b in betas):
-            raise ValueError("betas must be >= 0 (the thesis is KL-constrained RLVR; 0 is allowed)")
-        return betas
+    @model_validator(mode="after")
+    def _overrides_name_methods(self) -> StudySpec:
+        known = {"sft", "rlhf", "rlvr", *self.methods}
+        for key in self.method_overrides:
+            if key not in known:
+                raise ValueError(f"method_overrides.{key}: not a method of this study; use one of "
+                                 f"{', '.join(sorted(known))}")
+        return self
+
+    # the grid and its configs ----------------------------------------------------------------------------------
+    def runs(self) -> list[RunSpec]:
+        return expand_runs(self)
+
+    def _sources(self, run: RunSpec) -> list[tuple[str, dict[str, Any]]]:
+        """The spec sections a run's recipe config is made of, lowest priority first."""
+        sources: list[tuple[str, dict[str, Any]]] = [("train", self.train)]
+        for key in dict.fromkeys((run.method, run.label)):
+            if key in self.method_overrides:
+                sources.append((f"method_overrides.{key}", self.method_overrides[key]))
+        return sources
+
+    def run_config(self, run: RunSpec, model: str | None = None) -> CommonConfig:
+        """The run's validated recipe config; `model` is the reference it starts from (the guard stage's output,
+        known only at run time; until then the base model stands in). Raises UserError naming the spec key."""
+        data: dict[str, Any] = {"model": model or run.base, "seed": run.seed, "judge": self.judge,
+                                "task": {"name": DOMAIN_TASKS[run.domain]}}
+        if self.data_dir is not None:
+            data["data_dir"] = self.data_dir
+        if run.method != "sft":
+            data.update(algorithm=run.algorithm, beta=run.beta)
+        sources = self._sources(run)
+        for _, section in sources:
+            data = deep_merge(data, section)
+        return _validated(run.method, data, sources, f"run {run.id}")
+
+    def guard_config(self, base: str) -> GuardConfig:
+        """The guard stage's validated recipe config for `base` (from `guard.config`, with the study's judge)."""
+        data: dict[str, Any] = {"model": base, "judge": self.judge}
+        if self.data_dir is not None:
+            data["data_dir"] = self.data_dir
+        sources = [("guard.config", self.guard.config)]
+        cfg = _validated("guard", deep_merge(data, self.guard.config), sources, f"guard stage of {base}")
+        assert isinstance(cfg, GuardConfig)
+        return cfg
+
+    def check_configs(self) -> None:
+        """Build every recipe config of the grid once (the guard's too, unless it is off): UserError on the first
+        problem, naming its key."""
+        for base in self.base_models:
+            if self.guard.mode != "off":
+                self.guard_config(base)
+        for run in self.runs():
+            self.run_config(run)
+
+    def stage_judges(self, stage_kind: str, run: RunSpec | None = None, base: str | None = None) -> dict[str, str]:
+        """Which judge a stage uses, by role (e.g. {"probe": "keyword", "certificate": "keyword"} for a train)."""
+        if stage_kind == "guard":
+            return {"guard": self.guard_config(base or self.base_models[0]).judge}
+        if stage_kind == "forecast":
+            return {"forecast": self.forecast.judge or self.judge}
+        if stage_kind == "certify":
+            return {"certify": self.certificate.judge or self.judge}
+        if stage_kind == "eval":
+            return {"eval": self.eval.judge or self.judge}
+        if stage_kind == "train" and run is not None:
+            cfg = self.run_config(run)
+            judges = {"probe": cfg.probe_judge} if cfg.probe.enabled else {}
+            if isinstance(cfg, RLConfig) and cfg.certificate.enabled:
+                judges["certificate"] = cfg.certificate_judge
+            return judges
+        return {}
 
 
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "spec"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+def expand_runs(spec: StudySpec) -> list[RunSpec]:
+    """The grid; SFT has no KL coefficient, so it is expanded over seeds only (no duplicate runs per beta)."""
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    for base in spec.base_models:
+        for domain in spec.domains:
+            for method in spec.methods:
+                kind, _, algorithm = method.partition(":")
+                for beta in spec.betas:
+                    for seed in spec.seeds:
+                        run = RunSpec(base, domain, kind, algorithm or None, None if kind == "sft" else beta, seed)
+                        if run.id not in seen:
+                            seen.add(run.id)
+                            runs.append(run)
+    return runs
+
+
+# where a recipe key that the spec did not write comes from
+_DERIVED = {"beta": "betas", "seed": "seeds", "algorithm": "methods", "model": "base_models", "judge": "judge"}
+
+
+def _validated(recipe: str, data: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
+               what: str) -> CommonConfig:
+    try:
+        return validate_config(recipe, data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = error_location(err)
+        head = str(err["loc"][0]) if err["loc"] else ""
+        origin = next((name for name, section in reversed(sources) if head in section), None)
+        key = f"{origin}.{loc}" if origin else (_DERIVED.get(head, loc) if head else "")
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        if err["type"] == "extra_forbidden":
+            raise UserError(f"{key}: unknown key for the {recipe} recipe ({what}); check the spelling "
+                            f"(docs/training.md){more}") from None
+        where = f"{key}: " if key else ""
+        raise UserError(f"{where}{error_message(err)} ({recipe} recipe, {what}){more}") from None
 
 
 def parse_spec(data: dict[str, Any], origin: str) -> StudySpec:
+    """A validated spec, every run's recipe config included; any problem is one UserError line naming the key."""
     try:
-        return StudySpec.model_validate(data)
+        spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise UserError(f"invalid study spec {origin}: {_one_line(exc)}") from None
+        raise UserError(one_line(exc, f"invalid study spec {origin}")) from None
+    try:
+        spec.check_configs()
+    except UserError as exc:
+        raise UserError(f"invalid study spec {origin}: {exc}") from None
+    return spec
 
 
 def list_presets() -> list[str]:
@@ -138,15 +276,13 @@ def load_spec(preset: str | None = None, config: str | Path | None = None) -> St
             raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(list_presets())}")
         text = (resources.files("rlvr_safety.study") / "presets" / f"{preset}.yaml").read_text()
         origin = f"preset {preset}"
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # a shipped preset: a bug, but still one line
+            raise UserError(f"cannot parse {origin} as YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{origin} must be a YAML mapping of study settings")
     else:
-        path = Path(config)  # type: ignore[arg-type]
-        if not path.is_file():
-            raise UserError(f"study config not found: {path}")
-        text, origin = path.read_text(), str(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"cannot parse {origin} as YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{origin} must be a YAML mapping of study settings")
+        origin = str(config)
+        data = read_yaml_mapping(config, "study config")  # type: ignore[arg-type]
     return parse_spec(data, origin)

@@ -144,7 +144,7 @@ def build_certificate_monitor(benchmarks: Sequence[str] = ("harmbench", "strongr
                               ref_k: int = 4, seed: int = 0) -> SafetyCertificateCallback:
     """The monitor from config-like settings: the first `n` harmful prompts of each benchmark as the probe."""
     from rlvr_safety.data import load_benchmark
-    from rlvr_safety.judges.registry import get_judge
+    from rlvr_safety.judges.registry import build_judge
 
     prompts: list[str] = []
     for name in benchmarks:
@@ -153,4 +153,4 @@ def build_certificate_monitor(benchmarks: Sequence[str] = ("harmbench", "strongr
     if not prompts:
         raise UserError(f"certificate: no harmful prompts in {list(benchmarks)}; name safety benchmarks")
     return SafetyCertificateCallback(prompts, every=every, k=k, max_new_tokens=max_new_tokens,
-                                     safety_budget=safety_budget, judge=get_judge(judge), ref_k=ref_k, seed=seed)
+                                     safety_budget=safety_budget, judge=build_judge(judge), ref_k=ref_k, seed=seed)

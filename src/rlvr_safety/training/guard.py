@@ -81,11 +81,11 @@ def guard_dataset(cfg: GuardConfig, model: Any, tokenizer: Any) -> tuple[Any, li
 
 
 def run(cfg: GuardConfig, out: Path, resume: bool = False) -> dict[str, Any]:
-    from rlvr_safety.judges.registry import get_judge
+    from rlvr_safety.judges.registry import build_judge
 
     from .sft import run_sft_trainer
 
-    judge = get_judge(cfg.judge)
+    judge = build_judge(cfg.judge)
     probe = common.probe_monitor(cfg)
     loaded = common.load_policy(cfg)
     dataset, heldout = guard_dataset(cfg, loaded.model, loaded.tokenizer)
