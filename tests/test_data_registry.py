@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -159,19 +157,13 @@ def test_arithmetic_uses_generator(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append((n, seed, level))
         return [{"id": f"{seed}-{k}", "question": f"{k} + {seed} = ?", "answer": k + seed} for k in range(n)]
 
-    fake = types.ModuleType("rlvr_safety.rewards.arithmetic")
-    fake.generate_problems = generate_problems  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rlvr_safety.rewards.arithmetic", fake)
+    import rlvr_safety.data.capability as capability
+
+    monkeypatch.setattr(capability, "generate_problems", generate_problems)
     assert len(load_benchmark("arithmetic")) == 500
     records = load_benchmark("arithmetic", limit=4, seed=7)
     assert calls[-1][:2] == (4, 7)
     assert [r.gold for r in records] == ["7", "8", "9", "10"] and {r.label for r in records} == {"task"}
-
-
-def test_arithmetic_missing_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "rlvr_safety.rewards.arithmetic", None)
-    with pytest.raises(UserError, match="arithmetic"):
-        load_benchmark("arithmetic", limit=3)
 
 
 def test_info_paths_exist(data_dir: Path) -> None:

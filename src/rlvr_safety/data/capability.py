@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rlvr_safety.data.arithmetic import generate_problems
 from rlvr_safety.data.loaders import get, hub_rows, read_json, read_jsonl, require_file
 from rlvr_safety.data.records import Record
 from rlvr_safety.errors import UserError
@@ -300,13 +301,7 @@ def load_hh_rlhf_helpful(root: Path | None) -> list[Record]:
 
 
 def load_arithmetic(n: int, seed: int, level: str | int = ARITHMETIC_LEVEL) -> list[Record]:
-    """Procedurally generated arithmetic, any size, offline; delegates to the arithmetic reward's generator."""
-    try:
-        from rlvr_safety.rewards.arithmetic import generate_problems
-    except ImportError as exc:
-        raise UserError(
-            "the arithmetic generator (rlvr_safety.rewards.arithmetic) is not available; reinstall rlvr-safety"
-        ) from exc
+    """Procedurally generated arithmetic (data/arithmetic.py), any size, offline."""
     out = []
     for k, item in enumerate(generate_problems(n=n, seed=seed, level=level)):
         try:

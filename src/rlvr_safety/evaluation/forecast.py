@@ -45,7 +45,7 @@ def training_prompt(record: Record, instruction: str | None = None) -> str:
     if record.label != "task" or grader_for(record.benchmark) not in MATH_GRADERS or instruction == "":
         return model_prompt(record)
     if instruction is None:
-        from ..rewards.arithmetic import ANSWER_INSTRUCTION
+        from ..data.arithmetic import ANSWER_INSTRUCTION
 
         instruction = ANSWER_INSTRUCTION
     return f"{record.prompt}\n{instruction}"

@@ -44,7 +44,7 @@ def gsm8k_rationale(solution: str) -> str:
 
 
 def answer_instruction() -> str:
-    from rlvr_safety.rewards.arithmetic import ANSWER_INSTRUCTION
+    from rlvr_safety.data.arithmetic import ANSWER_INSTRUCTION
 
     return ANSWER_INSTRUCTION
 
@@ -53,7 +53,7 @@ def task_items(task: TaskConfig, seed: int, data_dir: str | None = None, limit: 
     """Training items for a task: generated arithmetic (seeded), or a benchmark's records with its rationale."""
     n = task.limit if limit is None else limit
     if task.name == "arithmetic":
-        from rlvr_safety.rewards.arithmetic import generate_problems, worked_solution
+        from rlvr_safety.data.arithmetic import generate_problems, worked_solution
 
         probs = generate_problems(n=n or 256, seed=seed, level=task.level)
         items = [TaskItem(p["id"], p["prompt"] if task.instruction is None else
