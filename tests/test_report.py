@@ -478,8 +478,9 @@ SCRIPT = {
 def _study_summary(tmp_path: Path, paired: bool = True) -> dict[str, Any]:
     """summary.json written by the study's own report stage (write_summary) from eval metrics computed by
     evaluation.runner.evaluate_records with the keyword judge: only training and generation are faked."""
+    from rlvr_safety.atomic import write_json_atomic
     from rlvr_safety.data.records import Record
-    from rlvr_safety.evaluation.runner import evaluate_records, write_json_atomic
+    from rlvr_safety.evaluation.runner import evaluate_records
     from rlvr_safety.generation.base import GenerationParams
     from rlvr_safety.judges.keyword import KeywordJudge
     from rlvr_safety.store import Store

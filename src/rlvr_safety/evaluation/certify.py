@@ -407,9 +407,9 @@ def run_certify(policy: str, reference: str, out: Path, suite: str = "safety5", 
     With `measure`, the policy is judged too and every bound is checked against the measured drift; violations
     are listed under the top-level "violations" key (empty list when none).
     """
+    from ..atomic import write_json_atomic
     from ..judges.registry import build_judge
     from ..models import model_fingerprint
-    from .runner import write_json_atomic
 
     if k < 1:
         raise UserError(f"k must be >= 1, got {k}")

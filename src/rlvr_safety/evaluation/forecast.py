@@ -93,8 +93,8 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     and writes out/forecast.json; every sample, verdict and grade goes through out/store.sqlite, so a rerun
     resumes. `limit` is per benchmark (for arithmetic: how many problems are generated with `seed`).
     """
+    from ..atomic import write_json_atomic
     from ..models import model_fingerprint
-    from .runner import write_json_atomic
 
     if k < 1:
         raise UserError(f"k must be >= 1, got {k}")

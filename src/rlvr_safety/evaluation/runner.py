@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json_atomic
 from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..generation.base import GenerationParams, Generator, get_generator
@@ -37,14 +36,6 @@ class EvalSpec:
     # Other judges run on the same generations; their agreement with `judge` is stored per benchmark
     # ("auto" = keyword, or learned when the judge is keyword; see evaluation/judge_check.py).
     second_judges: list[str] = field(default_factory=list)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _judge_agreement(judge: Judge) -> dict[str, Any] | None:

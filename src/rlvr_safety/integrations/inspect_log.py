@@ -14,10 +14,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json_atomic
 from ..data.records import Record
 from ..errors import UserError
 from ..evaluation.prompts import model_prompt
-from ..evaluation.runner import evaluate_records, write_json_atomic
+from ..evaluation.runner import evaluate_records
 from ..generation.base import GenerationParams, Generator
 from ..judges.base import Judge
 from ..store import Store

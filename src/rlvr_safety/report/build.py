@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlvr_safety.atomic import write_text_atomic
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
 from rlvr_safety.report.judge_agreement import second_judge_blocks
@@ -649,12 +650,6 @@ def render_html(summary: Mapping[str, Any], blocks: Sequence[Block]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def build_report(study_dir: Path, rule: an.DecisionRule = an.DEFAULT_RULE) -> dict[str, Path]:
     """Write report.md, report.html and plots/*.png in study_dir from its summary.json.
 
@@ -668,8 +663,8 @@ def build_report(study_dir: Path, rule: an.DecisionRule = an.DEFAULT_RULE) -> di
     written: dict[str, Path] = {}
     blocks = report_blocks(summary, plots, written, rule)
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
-    _atomic_write(md_path, render_markdown(summary, blocks, study_dir))
-    _atomic_write(html_path, render_html(summary, blocks))
+    write_text_atomic(md_path, render_markdown(summary, blocks, study_dir))
+    write_text_atomic(html_path, render_html(summary, blocks))
     return {"markdown": md_path, "html": html_path, **written}
 
 

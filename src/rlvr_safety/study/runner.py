@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import write_json_atomic
 from ..errors import UserError
-from ..evaluation.runner import write_json_atomic
 from ..store import Store
 from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
 from .spec import DOMAIN_TASKS, StudySpec

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evaluation.runner import write_json_atomic
+from ..atomic import write_json_atomic
 from ..store import Store
 from .grid import expand_runs, reference_id, slug
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlvr_safety.atomic import replace_dir_atomic
 from rlvr_safety.errors import UserError
 
 from .callbacks import JudgedProbe, ReferenceHandle, RunCallback, SafetyMonitor
@@ -219,23 +217,12 @@ def save_model_atomic(model: Any, tokenizer: Any, target: Path) -> Path:
     to_save = model
     if hasattr(model, "merge_and_unload"):
         to_save = model.merge_and_unload()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         to_save.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    return replace_dir_atomic(target, fill)
 
 
 def make_run_callback(store: Any, run_id: str, tokenizer: Any, monitors: list[SafetyMonitor | None],
