@@ -195,10 +195,19 @@ def probe_monitor(cfg: CommonConfig) -> SafetyMonitor | None:
 
 
 def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest *complete* DIR/checkpoints/checkpoint-N: HF writes a checkpoint in place and its
+    trainer_state.json last (rank 0, after the weights and optimizer), so a process killed mid-save leaves a
+    folder without it, which resuming from would fail on; such folders are skipped with a warning."""
     folder = out / CHECKPOINT_SUBDIR
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in folder.iterdir()
+                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for _, path in found:
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("skipping incomplete checkpoint %s (no trainer_state.json: killed while saving)", path)
+    return None
 
 
 def train(trainer: Any, out: Path, resume: bool) -> Any:
