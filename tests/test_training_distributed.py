@@ -128,6 +128,21 @@ def test_two_processes_killed_then_resumed_continue_from_the_last_checkpoint(tin
     assert [s for s, _ in Store(out / "store.sqlite").metric_series("rlvr")["reward"]] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_cli_as_a_module_under_torchrun(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`torchrun -m rlvr_safety train ...` (what `accelerate launch -m rlvr_safety` runs per process)."""
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlvr_safety",
+           "train", "--recipe", "rlvr", "--out", str(out), "--set", f"model={tiny_model_dir}"]
+    for item in (*RUN, "max_steps=1", "per_device_train_batch_size=2", "task.limit=4"):
+        cmd += ["--set", item]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"recipe": "rlvr"') == 1  # one summary, from rank 0
+    assert (out / "model" / "config.json").exists()
+    assert [s for s, _ in Store(out / "store.sqlite").metric_series("rlvr")["reward"]] == [1]
+
+
 def test_resume_skips_a_checkpoint_left_incomplete_by_a_kill(tmp_path: Path) -> None:
     from rlvr_safety.training.common import last_checkpoint
 

@@ -179,8 +179,11 @@ def train_cmd(
         check_text_file(config, "--config")
     writable_dir(out)
 
+    from .training.distributed import is_main
+
     info = run_recipe(recipe, config, list(set_ or []), out, resume=resume)
-    console.print_json(json.dumps(info, default=str))
+    if is_main():  # launched as several processes (accelerate launch / torchrun -m rlvr_safety): one summary
+        console.print_json(json.dumps(info, default=str))
 
 
 # theory as tools --------------------------------------------------------------------------------------------------
