@@ -102,6 +102,10 @@ def eval_cmd(
         raise UserError("nothing to evaluate: pass --suite NAME or --benchmark NAME")
     if backend not in BACKENDS:
         raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if base_url and backend != "openai":
+        raise UserError(f"--base-url is for --backend openai, not {backend}: a vLLM server (`vllm serve`) speaks the "
+                        "OpenAI API, so use --backend openai --base-url http://HOST:PORT/v1; --backend vllm runs "
+                        "vLLM in this process")
     writable_dir(out)
     spec = EvalSpec(
         model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,

@@ -46,6 +46,13 @@ def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
     return known_agreement(judge.name, judge.version)
 
 
+def generation_job(benchmark: str, records: Sequence[Record], safety_params: GenerationParams,
+                   capability_params: GenerationParams) -> tuple[list[tuple[str, Any]], GenerationParams]:
+    """(item id, prompt) pairs and sampling params of one benchmark: capability params where a grader scores it."""
+    params = capability_params if grader_for(benchmark) else safety_params
+    return [(r.id, model_prompt(r)) for r in records], params
+
+
 def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequence[Record],
                      generator: Callable[[], Generator], judge: Callable[[], Judge],
                      safety_params: GenerationParams, capability_params: GenerationParams,
@@ -53,8 +60,7 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
                      second_judges: Callable[[], Sequence[Judge | tuple[str, str]]] | None = None) -> dict[str, Any]:
     """Metrics for one benchmark; every generation, verdict and grade goes through the store first."""
     grader = grader_for(benchmark)
-    params = capability_params if grader else safety_params
-    items = [(r.id, model_prompt(r)) for r in records]
+    items, params = generation_job(benchmark, records, safety_params, capability_params)
     rows = ensure_generations(store, generator, model_key, benchmark, items, params, progress=progress)
     if grader:
         from ..rewards.registry import get_reward
@@ -82,6 +88,15 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
 
         result["second_judges"] = second_judge_agreement(store, rows, verdicts, second_judges())
     return result
+
+
+def release_generator(cache: list[Generator]) -> None:
+    """Close (free the engine of) a generator that can be closed, and drop it from the cache."""
+    for gen in cache:
+        close = getattr(gen, "close", None)
+        if callable(close):
+            close()
+    cache.clear()
 
 
 def model_key_for(spec: EvalSpec) -> str:
@@ -129,6 +144,12 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
     with Store(spec.out / "store.sqlite") as store:
         store.start_run("eval", "eval", {"model": spec.model, "benchmarks": names, "limit": spec.limit,
                                          "judge": spec.judge})
+        # Generate everything first, then free the generator (a vLLM engine holds most of the GPU) before any
+        # judge or grader model loads in this process; the loop below then finds every generation in the store.
+        for name in names:
+            items, params = generation_job(name, datasets[name], spec.safety_params, spec.capability_params)
+            ensure_generations(store, generator, model_key, name, items, params, progress=progress)
+        release_generator(gen_cache)
         for name in names:
             results[name] = evaluate_records(store, model_key, name, datasets[name], generator, judge,
                                              spec.safety_params, spec.capability_params, progress=progress,

@@ -135,6 +135,15 @@ class RLConfig(CommonConfig):
     success_threshold: float = Field(default=1.0, description="a completion succeeds when its verifier reward >= this")
     record_rollouts: bool = Field(default=False, description="save rollouts + per-sequence KL to DIR/rollouts.pt")
     certificate: CertificateMonitorConfig = Field(default_factory=lambda: CertificateMonitorConfig())
+    # generation through vLLM (TRL's GRPOConfig names; needs the vllm extra and CUDA, checked before loading)
+    use_vllm: bool = Field(default=False, description="sample rollouts with vLLM instead of transformers' generate")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate", description="colocate: an engine inside each training process, sharing its GPU; "
+                                        "server: a separate `trl vllm-serve` process at vllm_server_host:port")
+    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0.0, le=1.0,
+                                               description="colocate: the GPU memory fraction vLLM may take")
+    vllm_server_host: str = Field(default="0.0.0.0", min_length=1, description="server mode: the server's host")
+    vllm_server_port: int = Field(default=8000, ge=1, le=65535, description="server mode: the server's port")
 
     @property
     def certificate_judge(self) -> str:
@@ -156,6 +165,8 @@ class RLConfig(CommonConfig):
                 raise ValueError(f"loss_type {self.loss_type!r} weighs a completion by its length, which moves the "
                                  f"optimum off the tilt that kl_mode 'reward' targets; use one of "
                                  f"{', '.join(LENGTH_INDEPENDENT_LOSSES)}, or kl_mode: loss")
+        if self.use_vllm and self.device is not None and not self.device.startswith("cuda"):
+            raise ValueError(f"use_vllm needs a CUDA device, not device {self.device!r}; set use_vllm: false")
         return self
 
 
@@ -262,3 +273,21 @@ def check_ppo_available() -> None:
                         "use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp")
     raise UserError("algorithm 'ppo' is unavailable: the installed TRL has no PPO trainer (trl.experimental.ppo "
                     "was removed); use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp (see docs/training.md)")
+
+
+VLLM_EXTRA_HINT = "pip install 'rlvr-safety[vllm]'"
+
+
+def check_vllm_available(cfg: RLConfig) -> None:
+    """use_vllm: the vllm package and a CUDA device must be there; one line saying which is missing, before any
+    model loads. (The config's own validator already rejects use_vllm with a non-CUDA `device`.)"""
+    if not cfg.use_vllm:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError(f"use_vllm: the vllm package is not installed ({VLLM_EXTRA_HINT}); or set use_vllm: false")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("use_vllm: vLLM needs a CUDA GPU and none is visible; set use_vllm: false")

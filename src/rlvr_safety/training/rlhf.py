@@ -17,7 +17,7 @@ import torch
 from rlvr_safety.errors import UserError
 
 from . import common, rlvr
-from .config import RLHFConfig
+from .config import RLHFConfig, check_vllm_available
 from .distributed import local_rank, pin_single_process_device, save_trained_model, world_size
 from .precision import precision_plan
 
@@ -123,6 +123,7 @@ class LearnedReward:
 def run(cfg: RLHFConfig, out: Path, resume: bool = False) -> dict[str, Any]:
     if cfg.algorithm == "ppo":
         raise UserError("algorithm 'ppo' is unavailable with the installed TRL; see docs/training.md")
+    check_vllm_available(cfg)  # before the reward model is trained
     t0 = time.time()
     folder = train_reward_model(cfg, out, resume)
     rm_s = round(time.time() - t0, 1)

@@ -44,7 +44,7 @@ from rlvr_safety.errors import UserError
 from . import common
 from .advantages import Baseline, Scale, group_advantages, kl_penalised
 from .callbacks import ReferenceHandle
-from .config import KLMode, RLConfig
+from .config import KLMode, RLConfig, check_vllm_available
 from .distributed import is_main, pin_single_process_device, rank, save_trained_model
 from .kl import ESTIMATORS, sequence_estimators
 
@@ -307,8 +307,11 @@ def grpo_args(cfg: RLConfig, out: Path) -> dict[str, Any]:
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
         epsilon=cfg.epsilon, num_iterations=cfg.num_iterations,
         mask_truncated_completions=cfg.mask_truncated_completions, disable_dropout=True, log_completions=False,
-        use_vllm=False,
+        use_vllm=cfg.use_vllm,
     )
+    if cfg.use_vllm:
+        kw.update(vllm_mode=cfg.vllm_mode, vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                  vllm_server_host=cfg.vllm_server_host, vllm_server_port=cfg.vllm_server_port)
     return kw
 
 
@@ -367,6 +370,7 @@ def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
     """Train with RL and save DIR/model atomically; metrics go to DIR/store.sqlite and report_to."""
     if cfg.algorithm == "ppo":
         raise UserError("algorithm 'ppo' is unavailable with the installed TRL; see docs/training.md")
+    check_vllm_available(cfg)
     store = common.open_store(out)
     store.start_run(kind, kind, cfg.model_dump())
     probe = common.probe_monitor(cfg)
