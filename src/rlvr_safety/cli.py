@@ -387,7 +387,9 @@ def study_cmd(
         for sid in plan["stages"]:
             judges = plan["judges"].get(sid) or {}
             used = ", ".join(f"{role} {name}" for role, name in judges.items())
-            console.print(f"  {sid}" + (f"  [judge: {used}]" if used else ""), highlight=False, soft_wrap=True)
+            engine = plan["backends"].get(sid)
+            console.print(f"  {sid}" + (f"  [judge: {used}]" if used else "") + (f"  [{engine}]" if engine else ""),
+                          highlight=False, soft_wrap=True)
         for key, value in plan["cost"].items():
             console.print(f"  {key}: {value}", highlight=False)
         return

@@ -1,5 +1,7 @@
 """verl custom reward function: point `custom_reward_function.path` at this file, `name` at `compute_score`.
 
+training/verl.py (`backend: verl`) exports task data with data_source `rlvr_safety/<reward>` and points verl here.
+
 verl calls `compute_score(data_source, solution_str, ground_truth, extra_info)` once per response; rewards are
 built once per process and reused, so the math verifier's worker pool is started only once.
 """
@@ -40,8 +42,17 @@ _cache_lock = threading.Lock()
 
 
 def reward_name_for(data_source: str) -> str:
-    """The reward for a verl data_source; ValueError (verl's convention) when there is none."""
+    """The reward for a verl data_source; ValueError (verl's convention) when there is none.
+
+    `rlvr_safety/<reward>` names any registered reward (what training/verl.py exports), else the dataset
+    spellings above."""
     key = data_source.strip().lower()
+    prefix, _, name = key.partition("/")
+    if prefix == "rlvr_safety" and name:
+        from rlvr_safety.rewards.registry import available_rewards
+
+        if name in available_rewards():
+            return name
     if key not in DATA_SOURCES:
         raise ValueError(
             f"no reward for data_source {data_source!r}; known: {', '.join(sorted(DATA_SOURCES))}"

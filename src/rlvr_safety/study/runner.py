@@ -233,6 +233,19 @@ def _path(value: str | None) -> Path | None:
     return data_dir(value)
 
 
+def training_backends(spec: StudySpec, runs: list[Any]) -> dict[str, str]:
+    """Train stage id -> the engine it runs on, for runs not on the default TRL backend (e.g. ppo on verl)."""
+    from ..training.config import RLConfig
+    from ..training.verl import describe
+
+    out: dict[str, str] = {}
+    for run in runs:
+        cfg = spec.run_config(run)
+        if isinstance(cfg, RLConfig) and cfg.backend == "verl":
+            out[f"train:{run.id}"] = describe(cfg)
+    return out
+
+
 def describe_plan(spec: StudySpec) -> dict[str, Any]:
     """What `--dry-run` prints: every stage with the judge(s) it uses, and a rough cost in training steps and
     generations (steps from each run's validated recipe config)."""
@@ -244,6 +257,7 @@ def describe_plan(spec: StudySpec) -> dict[str, Any]:
     judges = {s.id: spec.stage_judges(s.kind, run=s.params.get("run"), base=s.params.get("base"))
               for s in stages}
     return {"runs": [r.id for r in runs], "stages": [s.id for s in stages], "judges": judges,
+            "backends": training_backends(spec, runs),
             "cost": {"training_runs": len(runs), "training_steps": steps, "models_evaluated": n_models,
                      "eval_generations": n_models * per_model_prompts,
                      "references": [reference_id(b) for b in spec.base_models]}}

@@ -108,6 +108,20 @@ class TaskConfig(_Strict):
     instruction: str | None = Field(default=None, description="appended to each question; None = the answer-format hint")
 
 
+class VerlConfig(_Strict):
+    """`backend: verl` (training/verl.py): the run is exported to verl's parquet schema and launched as
+    `python3 -m verl.trainer.main_ppo` on Ray with our reward (rewards/verl_adapter.py) and KL settings."""
+
+    n_gpus_per_node: int = Field(default=1, ge=1)
+    nnodes: int = Field(default=1, ge=1)
+    max_prompt_length: int = Field(default=1024, ge=8, description="verl's data.max_prompt_length (tokens); "
+                                   "longer prompts are filtered out")
+    val_size: int = Field(default=16, ge=1, description="rows of the val file (verl requires one; validation "
+                          "is off: test_freq -1)")
+    critic_learning_rate: float = Field(default=1e-5, gt=0.0, description="ppo (gae): the value model's lr")
+    tensor_model_parallel_size: int = Field(default=1, ge=1, description="vLLM rollout TP size")
+
+
 class RLConfig(CommonConfig):
     """RL settings shared by rlvr and rlhf (TRL GRPOConfig names)."""
 
@@ -144,6 +158,10 @@ class RLConfig(CommonConfig):
                                                description="colocate: the GPU memory fraction vLLM may take")
     vllm_server_host: str = Field(default="0.0.0.0", min_length=1, description="server mode: the server's host")
     vllm_server_port: int = Field(default=8000, ge=1, le=65535, description="server mode: the server's port")
+    backend: Literal["trl", "verl"] = Field(default="trl", description="trl: in-process TRL GRPOTrainer (accelerate "
+                                            "for several GPUs); verl: export + verl.trainer.main_ppo on Ray (the "
+                                            "only backend with ppo)")
+    verl: VerlConfig = Field(default_factory=lambda: VerlConfig())
 
     @property
     def certificate_judge(self) -> str:
@@ -167,6 +185,9 @@ class RLConfig(CommonConfig):
                                  f"{', '.join(LENGTH_INDEPENDENT_LOSSES)}, or kl_mode: loss")
         if self.use_vllm and self.device is not None and not self.device.startswith("cuda"):
             raise ValueError(f"use_vllm needs a CUDA device, not device {self.device!r}; set use_vllm: false")
+        if self.backend == "verl" and (self.certificate.enabled or self.record_rollouts):
+            raise ValueError("backend verl runs outside this process: the live certificate and record_rollouts "
+                             "are TRL-backend features; disable them (certify the exported model afterwards)")
         return self
 
 
@@ -240,7 +261,7 @@ def validate_config(recipe: str, data: dict[str, Any]) -> CommonConfig:
     if recipe not in CONFIG_CLASSES:
         raise UserError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     cfg = CONFIG_CLASSES[recipe].model_validate(data)
-    if isinstance(cfg, RLConfig) and cfg.algorithm == "ppo":
+    if isinstance(cfg, RLConfig) and cfg.algorithm == "ppo" and cfg.backend != "verl":
         check_ppo_available()
     return cfg
 
@@ -272,7 +293,8 @@ def check_ppo_available() -> None:
         raise UserError("algorithm 'ppo': trl.experimental.ppo exists in this TRL but is not wired up yet; "
                         "use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp")
     raise UserError("algorithm 'ppo' is unavailable: the installed TRL has no PPO trainer (trl.experimental.ppo "
-                    "was removed); use grpo, dr_grpo, dapo, bnpo, rloo or reinforce_pp (see docs/training.md)")
+                    "was removed); set backend: verl (verl's PPO with a critic, gae), or use grpo, dr_grpo, dapo, "
+                    "bnpo, rloo or reinforce_pp (see docs/training.md)")
 
 
 VLLM_EXTRA_HINT = "pip install 'rlvr-safety[vllm]'"

@@ -124,6 +124,8 @@ def run(cfg: RLHFConfig, out: Path, resume: bool = False) -> dict[str, Any]:
     if cfg.algorithm == "ppo":
         raise UserError("algorithm 'ppo' is unavailable with the installed TRL; see docs/training.md")
     check_vllm_available(cfg)  # before the reward model is trained
+    if cfg.backend == "verl":
+        raise UserError("rlhf's learned reward runs on backend trl; backend verl takes verifiable rewards (rlvr)")
     t0 = time.time()
     folder = train_reward_model(cfg, out, resume)
     rm_s = round(time.time() - t0, 1)

@@ -368,6 +368,13 @@ def certificate_monitor(cfg: RLConfig) -> Any:
 def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
         reward_funcs: list[Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train with RL and save DIR/model atomically; metrics go to DIR/store.sqlite and report_to."""
+    if cfg.backend == "verl":
+        if reward_funcs:
+            raise UserError("backend verl trains with a verifiable reward only (rewards/verl_adapter.py); "
+                            "rlhf's learned reward runs on backend trl")
+        from .verl import run as run_verl
+
+        return run_verl(cfg, out, resume, kind=kind)
     if cfg.algorithm == "ppo":
         raise UserError("algorithm 'ppo' is unavailable with the installed TRL; see docs/training.md")
     check_vllm_available(cfg)

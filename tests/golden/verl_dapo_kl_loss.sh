@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# written by rlvr-safety (backend: verl); rerun it to resume (resume_mode=auto)
+set -euo pipefail
+python3 -m verl.trainer.main_ppo \
+    algorithm.adv_estimator=grpo \
+    algorithm.norm_adv_by_std_in_grpo=true \
+    algorithm.use_kl_in_reward=false \
+    algorithm.kl_penalty=kl \
+    algorithm.kl_ctrl.type=fixed \
+    algorithm.kl_ctrl.kl_coef=0.02 \
+    data.train_files=/runs/verl-run/verl/train.parquet \
+    data.val_files=/runs/verl-run/verl/val.parquet \
+    data.prompt_key=prompt \
+    data.max_prompt_length=1024 \
+    data.max_response_length=512 \
+    data.filter_overlong_prompts=true \
+    data.train_batch_size=2 \
+    actor_rollout_ref.model.path=Qwen/Qwen2.5-0.5B-Instruct \
+    actor_rollout_ref.model.lora_rank=0 \
+    actor_rollout_ref.model.lora_alpha=32 \
+    actor_rollout_ref.model.target_modules=all-linear \
+    actor_rollout_ref.model.enable_gradient_checkpointing=false \
+    actor_rollout_ref.actor.optim.lr=1e-05 \
+    actor_rollout_ref.actor.ppo_mini_batch_size=2 \
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.actor.ppo_epochs=1 \
+    actor_rollout_ref.actor.clip_ratio_low=0.2 \
+    actor_rollout_ref.actor.clip_ratio_high=0.28 \
+    actor_rollout_ref.actor.loss_agg_mode=token-mean \
+    actor_rollout_ref.actor.grad_clip=1 \
+    actor_rollout_ref.actor.use_kl_loss=true \
+    actor_rollout_ref.actor.kl_loss_coef=0.02 \
+    actor_rollout_ref.actor.kl_loss_type=low_var_kl \
+    actor_rollout_ref.rollout.name=vllm \
+    actor_rollout_ref.rollout.n=4 \
+    actor_rollout_ref.rollout.temperature=1 \
+    actor_rollout_ref.rollout.top_p=1 \
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.3 \
+    actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8 \
+    custom_reward_function.path=/site-packages/rlvr_safety/rewards/verl_adapter.py \
+    custom_reward_function.name=compute_score \
+    trainer.n_gpus_per_node=1 \
+    trainer.nnodes=1 \
+    trainer.total_training_steps=100 \
+    trainer.save_freq=25 \
+    trainer.default_local_dir=/runs/verl-run/verl/checkpoints \
+    trainer.resume_mode=auto \
+    trainer.val_before_train=false \
+    trainer.test_freq=-1 \
+    'trainer.logger=[console]' \
+    trainer.project_name=rlvr-safety \
+    trainer.experiment_name=verl-run
+python3 -m verl.model_merger merge --backend fsdp --local_dir /runs/verl-run/verl/checkpoints/global_step_100/actor --target_dir /runs/verl-run/model
