@@ -362,7 +362,9 @@ def study_cmd(
     backend: Annotated[str, typer.Option(help="local, or ray (needs the ray extra).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster (else a local runtime).")] = None,
     ray_num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs for the local Ray runtime.")] = None,
-    ray_gpus_per_run: Annotated[float, typer.Option(min=0.0, help="GPUs reserved per training chain.")] = 0.0,
+    ray_gpus_per_run: Annotated[float | None, typer.Option(
+        min=0.0, help="GPUs per training chain; default: the spec's resources (1 when the cluster has GPUs).")]
+    = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run the whole comparison: guard -> forecast -> train -> eval -> certify -> report."""

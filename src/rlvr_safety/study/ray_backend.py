@@ -6,7 +6,13 @@ stages against the shared ledger (OUT/study.sqlite), exactly as the local runner
 run in the driver first, the reference evals and the report after; resume works as locally, and a chain whose
 stages are all done is not submitted.
 
-Without `address` a private local CPU runtime is started and stopped again. It writes nothing to the home folder:
+Each chain asks Ray for the largest needs of its stages (`resources:` in the spec: num_gpus, num_cpus, memory_gb
+per stage kind), so Ray places it on a node that has them; GPUs default to 1 per chain when the cluster has GPUs
+(else 0), never silently 0 on a GPU cluster. Every stage a worker finishes records where it ran (node id,
+hostname, pid, GPU ids) under `placement` in its artifacts. A chain whose worker or node dies is rerun by Ray
+(`resources.max_retries`); the rerun skips every stage the ledger has done, so only unfinished stages run again.
+
+Without `address` a private local runtime is started and stopped again. It writes nothing to the home folder:
 its files go under OUT/.ray (or a short temporary folder when that path is too long for Ray's Unix sockets), and
 instead of Ray's default token file in ~/.ray it is given a fresh random token through the environment, so the
 ports it opens are still authenticated. With `address` (an existing cluster) every node must have rlvr-safety
@@ -62,15 +68,34 @@ def split_plan(stages: list[Stage]) -> tuple[list[str], list[list[str]], list[st
     return before, list(chains.values()), after
 
 
+def chain_resources(spec: StudySpec, kinds: list[str], cluster_gpus: float,
+                    gpus_per_run: float | None = None) -> dict[str, float]:
+    """The Ray options of one chain: the largest num_cpus / num_gpus / memory of its stages' `resources:`.
+
+    A stage's num_gpus None means 1 if the cluster has GPUs, else 0; `gpus_per_run` (the CLI's
+    --ray-gpus-per-run) overrides the whole chain's GPUs.
+    """
+    needs = [getattr(spec.resources, kind) for kind in kinds if hasattr(spec.resources, kind)]
+    auto_gpus = 1.0 if cluster_gpus > 0 else 0.0
+    gpus = max((auto_gpus if r.num_gpus is None else r.num_gpus for r in needs), default=auto_gpus)
+    options: dict[str, float] = {"num_cpus": max((r.num_cpus for r in needs), default=1.0),
+                                 "num_gpus": gpus if gpus_per_run is None else gpus_per_run}
+    memory = [r.memory_gb for r in needs if r.memory_gb is not None]
+    if memory:
+        options["memory"] = max(memory) * 2**30
+    return options
+
+
 def run_with_ray(spec: StudySpec, out: Path, resume: bool = False, executors: Executors | None = None,
-                 address: str | None = None, *, num_cpus: int | None = None, gpus_per_run: float = 0.0,
+                 address: str | None = None, *, num_cpus: int | None = None, gpus_per_run: float | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """Run the study with each training run's chain as one Ray task; returns what StudyRunner.run() returns.
 
-    `num_cpus` sizes the local runtime (default: one per pending chain, at most the machine's cores); each chain
-    asks for one CPU and `gpus_per_run` GPUs (set it on GPU machines, or every chain sees every GPU). A failed
-    chain does not stop the others; once all have settled the first failure is raised, and `--resume` reruns
-    only what is not done.
+    `num_cpus` sizes the local runtime (default: enough for the pending chains' CPU needs, at most the machine's
+    cores). Each chain asks for its stages' `resources:` from the spec (chain_resources); `gpus_per_run`, when
+    given, overrides its GPUs. A chain whose worker dies is retried by Ray (`resources.max_retries`), skipping
+    done stages; a chain that fails does not stop the others; once all have settled the first failure is
+    raised, and `--resume` reruns only what is not done.
     """
     try:
         import ray
@@ -95,18 +120,37 @@ def run_with_ray(spec: StudySpec, out: Path, resume: bool = False, executors: Ex
             "stages": {s.id: runner.store.stage_artifacts(s.id) for s in runner.stages}}
 
 
-def _run_chain(spec: StudySpec, out: str, stage_ids: list[str], executors: Executors | None) -> dict[str, Any]:
-    """The Ray task: runs in a worker process against the shared ledger."""
-    runner = StudyRunner(spec, Path(out), resume=True, progress=False, executors=executors)
+def placement() -> dict[str, Any]:
+    """Where this process runs: Ray node id, hostname, pid and the GPU ids Ray gave it."""
+    import socket
+
+    info: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
     try:
-        runner.run_stages(stage_ids)
+        import ray
+
+        ctx = ray.get_runtime_context()
+        info.update(node_id=ctx.get_node_id(), gpu_ids=[str(g) for g in ray.get_gpu_ids()])
+    except Exception:  # noqa: BLE001 - not inside Ray: hostname and pid only
+        pass
+    return info
+
+
+def _run_chain(spec: StudySpec, out: str, stage_ids: list[str], executors: Executors | None) -> dict[str, Any]:
+    """The Ray task: runs in a worker process against the shared ledger; a retry skips the stages done."""
+    runner = StudyRunner(spec, Path(out), resume=True, progress=False, executors=executors)
+    where = placement()
+    todo = [s for s in stage_ids if runner.store.stage_status(s) != "done"]
+    try:
+        for sid in todo:  # one at a time, so where each ran is recorded even if the worker dies in the next
+            runner.run_stages([sid])
+            runner.store.set_stage(sid, "done", artifacts={**runner.store.stage_artifacts(sid), "placement": where})
     finally:
         runner.store.close()
-    return {"pid": os.getpid(), "stages": stage_ids}
+    return {"pid": os.getpid(), "stages": stage_ids, "ran": todo, "placement": where}
 
 
 def _run_chains(ray: Any, runner: StudyRunner, chains: list[list[str]], executors: Executors | None,
-                address: str | None, num_cpus: int | None, gpus_per_run: float) -> None:
+                address: str | None, num_cpus: int | None, gpus_per_run: float | None) -> None:
     temp_dir, own_temp = (_temp_dir(runner.out) if address is None else (None, False))
     env: dict[str, str | None] = {"RAY_USAGE_STATS_ENABLED": "0"}
     if address is None:
@@ -115,8 +159,10 @@ def _run_chains(ray: Any, runner: StudyRunner, chains: list[list[str]], executor
         env.update(RAY_AUTH_MODE=None, RAY_AUTH_TOKEN=_TOKEN)
     failures: list[tuple[list[str], BaseException]] = []
     with _environ(env):
+        kinds = {s.id: s.kind for s in runner.stages}
         if address is None:
-            cpus = num_cpus or max(1, min(len(chains), os.cpu_count() or 1))
+            wanted = sum(chain_resources(runner.spec, [kinds[s] for s in c], 0.0)["num_cpus"] for c in chains)
+            cpus = num_cpus or max(1, min(int(wanted + 0.999), os.cpu_count() or 1))
             # Ray warns that token auth is on and how to opt out; on purpose here, so keep it quiet.
             auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
             level = auth_log.level
@@ -129,9 +175,15 @@ def _run_chains(ray: Any, runner: StudyRunner, chains: list[list[str]], executor
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         try:
-            # No automatic retries: a crashed chain is reported and `--resume` continues it from its checkpoint.
-            task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_run_chain)
-            refs = {task.remote(runner.spec, str(runner.out), chain, executors): chain for chain in chains}
+            # Ray retries a chain whose worker or node died (not one whose stage raised: that is reported, and
+            # `--resume` continues it); a retry skips the stages the ledger has done.
+            cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+            task = ray.remote(max_retries=runner.spec.resources.max_retries, retry_exceptions=False)(_run_chain)
+            refs = {}
+            for chain in chains:
+                options = chain_resources(runner.spec, [kinds[s] for s in chain], cluster_gpus, gpus_per_run)
+                runner._say(f"ray: {chain[0]} asks for {_fmt(options)}")
+                refs[task.options(**options).remote(runner.spec, str(runner.out), chain, executors)] = chain
             remaining = list(refs)
             try:
                 while remaining:
@@ -154,6 +206,13 @@ def _run_chains(ray: Any, runner: StudyRunner, chains: list[list[str]], executor
         _raise_failures(runner, failures, temp_dir)
     if own_temp and temp_dir is not None:
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _fmt(options: dict[str, float]) -> str:
+    parts = [f"{options['num_cpus']:g} CPU", f"{options['num_gpus']:g} GPU"]
+    if "memory" in options:
+        parts.append(f"{options['memory'] / 2**30:g} GiB")
+    return ", ".join(parts)
 
 
 def _raise_failures(runner: StudyRunner, failures: list[tuple[list[str], BaseException]],

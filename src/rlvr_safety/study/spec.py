@@ -78,6 +78,26 @@ class CertificateSettings(_Strict):
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
 
+class StageResources(_Strict):
+    """What one stage needs from a Ray cluster (`--backend ray`); the local backend runs stages in-process."""
+
+    num_gpus: float | None = Field(default=None, ge=0.0, description="None: 1 when the Ray cluster has GPUs, else "
+                                   "0 (chosen once per study and printed)")
+    num_cpus: float = Field(default=1.0, gt=0.0)
+    memory_gb: float | None = Field(default=None, gt=0.0, description="RAM Ray reserves for it; None: none")
+
+
+class ResourceSettings(_Strict):
+    """Per stage kind. A training run's chain (train -> eval -> certify) is one Ray task that asks for the largest
+    of its stages' needs, so the run's model never has to move between nodes."""
+
+    train: StageResources = Field(default_factory=StageResources)
+    eval: StageResources = Field(default_factory=StageResources)
+    certify: StageResources = Field(default_factory=StageResources)
+    max_retries: int = Field(default=2, ge=0, description="Ray reruns a chain whose worker or node died this many "
+                             "times; the rerun skips the stages the ledger has done")
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "model"
 
@@ -122,6 +142,7 @@ class StudySpec(_Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     certificate: CertificateSettings = Field(default_factory=CertificateSettings)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
     data_dir: str | None = None
 
     @field_validator("methods")
