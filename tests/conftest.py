@@ -36,6 +36,8 @@ def _offline_env() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tests pin numbers in float32; the bf16 CPU path (models.cpu_dtype_name) has its own tests
+    os.environ.setdefault("RLVR_SAFETY_CPU_DTYPE", "fp32")
 
 
 @pytest.fixture(scope="session")

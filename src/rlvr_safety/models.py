@@ -39,13 +39,64 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
+CPU_DTYPE_ENV = "RLVR_SAFETY_CPU_DTYPE"  # auto (default) | bf16 | fp32: what dtype=None means on a CPU
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_cpu_bf16: bool | None = None
+
+
+def cpu_bf16_native(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16), read once from /proc/cpuinfo.
+
+    Without those instructions torch emulates bf16 matmuls, which is slower than fp32, so "auto" keeps fp32 there
+    (and on any system without /proc/cpuinfo, e.g. macOS).
+    """
+    global _cpu_bf16
+    if cpuinfo is not None:
+        return bool(set(_cpu_flags(cpuinfo)) & set(_BF16_FLAGS))
+    if _cpu_bf16 is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            text = ""
+        _cpu_bf16 = bool(set(_cpu_flags(text)) & set(_BF16_FLAGS))
+    return _cpu_bf16
+
+
+def _cpu_flags(cpuinfo: str) -> list[str]:
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return value.split()
+    return []
+
+
+def cpu_dtype_name() -> str:
+    """"bf16" or "fp32": the CPU dtype used when a command or config leaves dtype unset.
+
+    RLVR_SAFETY_CPU_DTYPE=fp32 forces float32 (e.g. to compare numbers), =bf16 forces bfloat16; unset or "auto"
+    picks bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
+    """
+    choice = os.environ.get(CPU_DTYPE_ENV, "auto").strip().lower() or "auto"
+    if choice in ("fp32", "float32"):
+        return "fp32"
+    if choice in ("bf16", "bfloat16"):
+        return "bf16"
+    if choice != "auto":
+        raise UserError(f"{CPU_DTYPE_ENV}={choice!r}: use auto, bf16 or fp32")
+    return "bf16" if cpu_bf16_native() else "fp32"
+
+
 def pick_device_and_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, Any]:
-    """bf16 on CUDA (halves memory, native on H100/H200), fp32 on CPU (bf16 matmuls are slow and lossy there)."""
+    """bf16 on CUDA (halves memory, native on H100/H200); on CPU bf16 where it is native (AVX512-BF16 / AMX: about
+    3x the generation throughput of fp32), else fp32 (cpu_dtype_name; RLVR_SAFETY_CPU_DTYPE=fp32 forces fp32)."""
     import torch
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
-        torch_dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+        if dev.startswith("cuda"):
+            torch_dtype = torch.bfloat16
+        else:
+            torch_dtype = torch.bfloat16 if cpu_dtype_name() == "bf16" else torch.float32
     else:
         names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
                  "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
