@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,9 @@ def hub_rows(
     Offline mode is refused up front rather than attempted, so a missing network never shows up as a hang.
     """
     fix = DATA_FIX
+    terms = f"accept the terms at https://huggingface.co/datasets/{hub_id} and set HF_TOKEN"
     if gated:
-        fix = f"it is gated: accept its terms at huggingface.co/datasets/{hub_id} and set HF_TOKEN, or {DATA_FIX}"
+        fix = f"it is gated: {terms}, or {DATA_FIX}"
     if is_offline():
         raise UserError(f"cannot load {name} from the Hugging Face hub ({hub_id}) in offline mode (HF_HUB_OFFLINE); {fix}")
     try:
@@ -124,7 +126,27 @@ def hub_rows(
         ds = datasets.load_dataset(hub_id, config, split=split, **kwargs)
         return [(i, row) for i, row in enumerate(ds, start=1)]
     except Exception as exc:  # any hub failure becomes one actionable line
+        if not gated and is_access_error(exc):  # gated without our knowing, or a token without access
+            fix = f"access was refused, so it is probably gated: {terms}, or {DATA_FIX}"
         raise UserError(f"cannot load {name} from the Hugging Face hub ({hub_id}): {_one_line(exc)}; {fix}") from exc
+
+
+def is_access_error(exc: BaseException) -> bool:
+    """A hub refusal for lack of access (gated repo, 401/403), as opposed to a missing repo or a network failure."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ == "GatedRepoError":
+            return True
+        status = getattr(getattr(cur, "response", None), "status_code", None)
+        if status in (401, 403):
+            return True
+        text = str(cur).lower()
+        if "gated" in text or re.search(r"\b(401|403)\b", text) or "unauthorized" in text or "forbidden" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def fetch_url(name: str, url: str, cache: Path) -> Path:

@@ -45,7 +45,7 @@ def _jbb(attack: str) -> Callable[[Path | None], list[Record]]:
 _JBB = safety.JBB_ARTIFACT_DIR
 _ENTRIES: list[tuple[BenchmarkInfo, Callable[[Path | None], list[Record]] | None]] = [
     (BenchmarkInfo("harmbench", "safety", "HarmBench text behaviours, test split (320; contextual ones carry their context)",
-                   safety.HARMBENCH_FILE, "walledai/HarmBench", False, "MIT"), safety.load_harmbench),
+                   safety.HARMBENCH_FILE, "github:centerforaisafety/HarmBench", False, "MIT"), safety.load_harmbench),
     (BenchmarkInfo("strongreject", "safety", "StrongREJECT forbidden prompts (313, 6 categories)",
                    safety.STRONGREJECT_FILE, "walledai/StrongREJECT", False, "MIT"), safety.load_strongreject),
     (BenchmarkInfo("jailbreakbench", "safety", "JailbreakBench's 100 harmful behaviours, plain goals",
@@ -66,7 +66,7 @@ _ENTRIES: list[tuple[BenchmarkInfo, Callable[[Path | None], list[Record]] | None
                    safety.ADVBENCH_FILE, "walledai/AdvBench", False, "MIT"), safety.load_advbench),
     (BenchmarkInfo("wildjailbreak", "safety", "WildJailbreak eval: 2,000 adversarial harmful + 210 adversarial benign",
                    safety.WILDJAILBREAK_FILE, "allenai/wildjailbreak", True, "ODC-BY"), safety.load_wildjailbreak),
-    (BenchmarkInfo("sorry-bench", "safety", "SORRY-Bench 2024/06 base prompts (440, 44 categories)",
+    (BenchmarkInfo("sorry-bench", "safety", "SORRY-Bench 2024/06 base prompts (450, 45 categories)",
                    safety.SORRYBENCH_FILE, "sorry-bench/sorry-bench-202406", True, "SORRY-Bench terms (gated)"),
      safety.load_sorry_bench),
     (BenchmarkInfo("gsm8k", "capability", "GSM8K test (1,319); gold = number after '####'",

@@ -19,6 +19,8 @@ from rlvr_safety.paths import cache_dir
 log = logging.getLogger(__name__)
 
 HARMBENCH_FILE = "harmbench/harmbench_behaviors_text_test.csv"
+HARMBENCH_TEST_URL = ("https://raw.githubusercontent.com/centerforaisafety/HarmBench/main/data/behavior_datasets/"
+                      "harmbench_behaviors_text_test.csv")
 STRONGREJECT_FILE = "strongreject/strongreject_dataset.csv"
 XSTEST_FILE = "xstest/xstest_prompts.csv"
 ADVBENCH_FILE = "advbench/harmful_behaviors.csv"
@@ -63,25 +65,15 @@ def harmbench_prompt(behavior: str, context: str | None) -> str:
 def load_harmbench(root: Path | None) -> list[Record]:
     """HarmBench text behaviours, official test split (320: standard, contextual, copyright).
 
-    Hub: walledai/HarmBench has no test/val split, so the hub path gives all 400 behaviours from its `standard`,
-    `contextual` and `copyright` configs (fields `prompt`, `category`, `context`).
+    Without a data folder the same file is downloaded (once, cached) from the HarmBench GitHub repository: the Hugging
+    Face copy (walledai/HarmBench) has no test/val split and no behaviour ids, so it would give all 400 behaviours
+    (test + val) and results that do not match the local copy's 320.
     """
     out: list[Record] = []
     if root is None:
-        for config in ("standard", "contextual", "copyright"):
-            for i, row in hub_rows("harmbench", "walledai/HarmBench", config=config, split="train"):
-                where = f"walledai/HarmBench[{config}]"
-                out.append(
-                    Record(
-                        id=f"harmbench/{config}-{i}",
-                        prompt=harmbench_prompt(get(row, "prompt", where, i), row.get("context")),
-                        benchmark="harmbench",
-                        category=str(row.get("category") or config),
-                        extra={"functional_category": config},
-                    )
-                )
-        return out
-    path = require_file(root, HARMBENCH_FILE)
+        path = fetch_url("harmbench", HARMBENCH_TEST_URL, cache_dir() / "harmbench" / Path(HARMBENCH_FILE).name)
+    else:
+        path = require_file(root, HARMBENCH_FILE)
     for i, row in read_csv(path):
         behavior = get(row, "Behavior", str(path), i)
         context = row.get("ContextString") or None
@@ -335,7 +327,8 @@ def load_wildjailbreak(root: Path | None) -> list[Record]:
 
 
 def load_sorry_bench(root: Path | None) -> list[Record]:
-    """SORRY-Bench (2024/06) base prompts: 440 unsafe instructions over 44 categories; gated on the hub.
+    """SORRY-Bench (2024/06) base prompts: 450 unsafe instructions, 10 in each of 45 categories (the dataset card);
+    gated on the hub.
 
     Only prompt_style "base" is kept (the 20 linguistic mutations are attacks in their own right). Hub:
     sorry-bench/sorry-bench-202406, split `train`, fields `question_id`, `category`, `turns`, `prompt_style`. A local
