@@ -193,7 +193,21 @@ def model_fingerprint(spec: str) -> str:
     for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("adapter_config.json")):
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    base = adapter_base(path)
+    if base is not None:  # an adapter is only as fixed as the model under it (possibly another adapter)
+        parts.append(f"base:{model_fingerprint(base)}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model spec a LoRA adapter folder names (None for a full model folder or a hub id)."""
+    cfg = Path(folder) / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{cfg} names no base_model_name_or_path; the adapter cannot be loaded")
+    return str(base)
 
 
 def _hub_error(spec: str, exc: Exception) -> UserError:
@@ -207,9 +221,9 @@ def load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
     source = resolve_source(spec)
-    adapter = Path(source) / "adapter_config.json"
-    if adapter.exists() and not (Path(source) / "tokenizer_config.json").exists():
-        source = resolve_source(json.loads(adapter.read_text())["base_model_name_or_path"])
+    base = adapter_base(source)
+    if base is not None and not (Path(source) / "tokenizer_config.json").exists():
+        return load_tokenizer(base)  # the base may itself be an adapter folder
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
@@ -221,22 +235,17 @@ def load_tokenizer(spec: str) -> Any:
 
 def resolve_model(spec: str, device: str | None = None, dtype: str | None = None,
                   merge_adapter: bool = True) -> LoadedModel:
-    """Load model + tokenizer for `spec`, on the best device with a sensible dtype; never uses trust_remote_code."""
-    from transformers import AutoModelForCausalLM
+    """Load model + tokenizer for `spec`, on the best device with a sensible dtype; never uses trust_remote_code.
 
+    A LoRA adapter folder is loaded over the base it names, which may itself be an adapter folder (merged first):
+    a study's runs are adapters over the guarded reference, itself an adapter over the default model. The
+    adapter's own weights stay float32 (peft's default) whatever `dtype` is; `merge_adapter=False` keeps the last
+    adapter unmerged, which is how training computed the policy (merging into bf16 weights rounds small updates).
+    """
     source = resolve_source(spec)
     dev, torch_dtype = pick_device_and_dtype(device, dtype)
-    adapter_cfg = Path(source) / "adapter_config.json"
     try:
-        if adapter_cfg.exists():
-            from peft import PeftModel
-
-            base_spec = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-            base = AutoModelForCausalLM.from_pretrained(resolve_source(base_spec), dtype=torch_dtype)
-            peft_model = PeftModel.from_pretrained(base, source)
-            model = peft_model.merge_and_unload() if merge_adapter else peft_model
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
+        model = _load_causal_lm(source, torch_dtype, merge_adapter)
     except UserError:
         raise
     except OSError as exc:
@@ -249,3 +258,18 @@ def resolve_model(spec: str, device: str | None = None, dtype: str | None = None
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source)
+
+
+def _load_causal_lm(source: str, torch_dtype: Any, merge_adapter: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    base_spec = adapter_base(source)
+    if base_spec is None:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
+    from peft import PeftModel
+
+    if Path(source).resolve() == Path(resolve_source(base_spec)).resolve():
+        raise UserError(f"{source} names itself as its base model")
+    base = _load_causal_lm(resolve_source(base_spec), torch_dtype, merge_adapter=True)
+    peft_model = PeftModel.from_pretrained(base, source)
+    return peft_model.merge_and_unload() if merge_adapter else peft_model

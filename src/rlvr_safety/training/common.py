@@ -218,20 +218,35 @@ def train(trainer: Any, out: Path, resume: bool) -> Any:
     return trainer.train(resume_from_checkpoint=ckpt)
 
 
-def save_model_atomic(model: Any, tokenizer: Any, target: Path) -> Path:
+def save_model_atomic(model: Any, tokenizer: Any, target: Path, adapter_base: str | None = None) -> Path:
     """Merge LoRA (if any) and write weights + tokenizer to a temp folder, then rename it to `target`.
 
-    A killed run never leaves a half-written DIR/model; downstream stages load it like any model folder.
+    With `adapter_base` (a model spec) and a LoRA model, only the adapter is written (float32, a few MB), naming
+    that spec as its base; models.resolve_model loads such a folder over its base. A killed run never leaves a
+    half-written DIR/model; downstream stages load it like any model folder.
     """
     to_save = model
-    if hasattr(model, "merge_and_unload"):
+    adapter_only = adapter_base is not None and hasattr(model, "peft_config")
+    if hasattr(model, "merge_and_unload") and not adapter_only:
         to_save = model.merge_and_unload()
 
     def fill(tmp: Path) -> None:
+        if adapter_only:
+            for cfg in to_save.peft_config.values():
+                cfg.base_model_name_or_path = adapter_base
         to_save.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
     return replace_dir_atomic(target, fill)
+
+
+def adapter_base_spec(cfg: CommonConfig) -> str | None:
+    """The base an adapter-only save names (`save_adapter`): `default` and hub ids as given, folders absolute."""
+    if not (cfg.save_adapter and cfg.lora.enabled):
+        return None
+    from rlvr_safety.models import DEFAULT_SPEC, resolve_source
+
+    return cfg.model if cfg.model == DEFAULT_SPEC else resolve_source(cfg.model)
 
 
 def make_run_callback(store: Any, run_id: str, tokenizer: Any, monitors: list[SafetyMonitor | None],

@@ -91,6 +91,9 @@ class CommonConfig(_Strict):
     save_total_limit: int | None = Field(default=2, ge=1)
     report_to: list[str] | str = "none"
     probe: ProbeConfig = Field(default_factory=lambda: ProbeConfig())
+    save_adapter: bool = Field(
+        default=False, description="with LoRA, DIR/model holds the adapter only (float32, naming `model` as its "
+        "base) instead of merged weights: a few MB, and exact when the base is bf16 (merging rounds small updates)")
 
     @property
     def probe_judge(self) -> str:

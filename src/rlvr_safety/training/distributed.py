@@ -146,7 +146,8 @@ def _engine_sharded(trainer: Any) -> bool:
     return False
 
 
-def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = None) -> Path:
+def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = None,
+                       adapter_base: str | None = None) -> Path:
     """Write the trained model to `target` (LoRA merged) exactly once, whatever the launch; every rank calls it.
 
     Unsharded (one process, DDP, ZeRO-1/2): rank 0 saves the unwrapped model atomically. Sharded (ZeRO-3, FSDP):
@@ -166,11 +167,11 @@ def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = 
         if is_main():
             try:
                 model = _load_saved(trainer, staging, dtype)
-                save_model_atomic(model, tokenizer, target)
+                save_model_atomic(model, tokenizer, target, adapter_base)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     elif is_main():
-        save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, target)
+        save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, target, adapter_base)
     barrier()
     return target
 

@@ -388,7 +388,8 @@ def run(cfg: RLConfig, out: Path, resume: bool = False, kind: str = "rlvr",
         cb = common.make_run_callback(store, kind, trainer.processing_class, [probe, cert], trainer.reference_handle())
         cb.attach(trainer)
         result = common.train(trainer, out, resume)
-        save_trained_model(trainer, trainer.processing_class, out / common.MODEL_SUBDIR)
+        save_trained_model(trainer, trainer.processing_class, out / common.MODEL_SUBDIR,
+                           adapter_base=common.adapter_base_spec(cfg))
         if cfg.record_rollouts:  # each process holds its own rollouts: rank 0 rollouts.pt, rank r rollouts.rank<r>.pt
             name = "rollouts.pt" if is_main() else f"rollouts.rank{rank()}.pt"
             torch.save(trainer.rollout_records, out / name)

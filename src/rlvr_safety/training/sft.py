@@ -65,7 +65,8 @@ def run_sft_trainer(cfg: Any, out: Path, resume: bool, kind: str, dataset: Any, 
         result = common.train(trainer, out, resume)
         if final_check is not None:
             extra = {**(extra or {}), **final_check(trainer.model, loaded.tokenizer)}
-        save_trained_model(trainer, loaded.tokenizer, out / common.MODEL_SUBDIR)
+        save_trained_model(trainer, loaded.tokenizer, out / common.MODEL_SUBDIR,
+                           adapter_base=common.adapter_base_spec(cfg))
     except BaseException:
         store.finish_run(kind, "failed")
         raise
