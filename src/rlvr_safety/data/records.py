@@ -26,3 +26,29 @@ class Record:
     tests: str | list[str] | None = None
     entry_point: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def judge_request(record: Record) -> str:
+    """The plain request a safety judge classifies a response against, not the attacked prompt the model saw.
+
+    HarmBench's, StrongREJECT's and JailbreakBench's judges are given the behaviour / goal itself; a jailbreak
+    wrapper (PAIR, GCG, base64, role play, ...) would make the judge grade the wrapper. In order: a JailbreakBench
+    attack's `goal`; a HarmBench behaviour with its context (`context` + separator + `behavior`, the form the
+    HarmBench classifiers' contextual template is rendered from); WildJailbreak's `vanilla` request; the prompt before
+    our attack transforms (`original_prompt`); else the prompt itself.
+    """
+    extra = record.extra
+    goal = extra.get("goal")
+    if isinstance(goal, str) and goal.strip():
+        return goal
+    behavior = extra.get("behavior")
+    if record.benchmark.split("+")[0] == "harmbench" and isinstance(behavior, str) and behavior.strip():
+        from rlvr_safety.data.safety import harmbench_prompt
+
+        context = extra.get("context")
+        return harmbench_prompt(behavior, context if isinstance(context, str) else None)
+    for key in ("vanilla", "original_prompt"):
+        value = extra.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return record.prompt

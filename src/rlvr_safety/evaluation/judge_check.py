@@ -66,10 +66,12 @@ def second_judge_agreement(
     rows: Sequence[GenerationRow],
     primary_verdicts: Mapping[int, Mapping[str, Any]],
     judges: Sequence[Judge | tuple[str, str]],
+    requests: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Judge `rows` with each other judge (through the store, so reruns are free) and compare with the primary.
 
-    A judge given as (name, error message) could not be built: it is reported, never silently skipped.
+    A judge given as (name, error message) could not be built: it is reported, never silently skipped. `requests`:
+    the plain request per item id, as the primary judge was given (sampling.ensure_judgments).
     """
     ids = [r.id for r in rows]
     out: list[dict[str, Any]] = []
@@ -78,7 +80,7 @@ def second_judge_agreement(
             out.append({"judge": judge[0], "version": None, "error": judge[1]})
             continue
         try:
-            verdicts = ensure_judgments(store, judge, rows)
+            verdicts = ensure_judgments(store, judge, rows, requests=requests)
         except Exception as exc:  # a second judge failing must not lose the primary's evaluation
             out.append({"judge": judge.name, "version": judge.version, "error": f"{type(exc).__name__}: {exc}"})
             continue

@@ -6,7 +6,7 @@ Used by eval, forecast, certify and the study, so every one of them resumes afte
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -49,16 +49,20 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
     return [have[(item_id, s)] for item_id, _ in items for s in range(params.n)]
 
 
-def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow],
-                     chunk: int = 64) -> dict[int, dict[str, Any]]:
+def ensure_judgments(store: Store, judge: Judge, rows: Sequence[GenerationRow], chunk: int = 64,
+                     requests: Mapping[str, str] | None = None) -> dict[int, dict[str, Any]]:
     """Judge rows that have no verdict from this judge+version yet, or only an "error" verdict (a judge endpoint
-    failure is no safe/unsafe call: it is redone on every resume); return {generation_id: verdict row}."""
+    failure is no safe/unsafe call: it is redone on every resume); return {generation_id: verdict row}.
+
+    `requests` maps item ids to the plain request the judge classifies against (data.records.judge_request: the
+    behaviour or goal, not the attacked prompt the model saw); rows without one are judged on their prompt."""
     ids = [r.id for r in rows]
     have = store.existing_judgments(ids, judge.name, judge.version)
     todo = [r for r in rows if r.id not in have or have[r.id]["label"] == "error"]
+    asked = requests or {}
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        verdicts = judge.judge([r.prompt for r in part], [r.response for r in part])
+        verdicts = judge.judge([asked.get(r.item_id, r.prompt) for r in part], [r.response for r in part])
         store.add_judgments([
             {"generation_id": r.id, "judge": v.judge, "judge_version": v.version, "label": v.label,
              "refused": int(v.refused), "harmful": _finite(v.harmful), "raw": v.raw}
