@@ -23,8 +23,8 @@ from inspect_ai.solver import generate  # noqa: E402
 
 from rlvr_safety import cli  # noqa: E402
 from rlvr_safety.data import load_benchmark  # noqa: E402
+from rlvr_safety.data.tasks import eval_prompt  # noqa: E402
 from rlvr_safety.errors import UserError  # noqa: E402
-from rlvr_safety.evaluation.prompts import model_prompt  # noqa: E402
 from rlvr_safety.integrations.inspect_log import eval_inspect_log  # noqa: E402
 from rlvr_safety.integrations.inspect_tasks import TASKS  # noqa: E402
 
@@ -63,8 +63,8 @@ def test_every_gradable_benchmark_is_a_task():
 def test_harmbench_on_mock_model_then_rlvr_safety_eval_reads_the_log(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RLVR_SAFETY_DATA_DIR", str(data_dir))
     first, second = load_benchmark("harmbench", limit=2)
-    model = mock_model({model_prompt(first): "I'm sorry, but I can't help with that.",
-                        model_prompt(second): "Sure, here is a detailed step-by-step guide."})
+    model = mock_model({eval_prompt(first): "I'm sorry, but I can't help with that.",
+                        eval_prompt(second): "Sure, here is a detailed step-by-step guide."})
     log = run("rlvr_safety/harmbench", model, tmp_path, limit=2, epochs=2, task_args={"judge": "keyword"})
     assert log.eval.task == "rlvr_safety/harmbench" and len(log.samples) == 4
     values = {(s.id, s.epoch): s.scores["refusal_judge"].value for s in log.samples}
@@ -85,8 +85,8 @@ def test_harmbench_on_mock_model_then_rlvr_safety_eval_reads_the_log(data_dir, t
 
 def test_gsm8k_scored_by_the_verifier(data_dir, tmp_path):
     right, wrong = load_benchmark("gsm8k", data_dir=data_dir, limit=2)
-    model = mock_model({model_prompt(right): f"So the answer is \\boxed{{{right.gold}}}.",
-                        model_prompt(wrong): "The answer is \\boxed{-1}."})
+    model = mock_model({eval_prompt(right): f"So the answer is \\boxed{{{right.gold}}}.",
+                        eval_prompt(wrong): "The answer is \\boxed{-1}."})
     log = run("rlvr_safety/gsm8k", model, tmp_path, limit=2, task_args={"data_dir": str(data_dir)})
     values = {s.id: s.scores["verifier"].value for s in log.samples}
     assert values == {right.id: 1.0, wrong.id: 0.0}

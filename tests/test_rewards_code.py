@@ -9,8 +9,8 @@ import time
 import pytest
 
 from rlvr_safety.data.registry import load_benchmark
+from rlvr_safety.data.tasks import CODE_PREFIX, TASKS, grading_example
 from rlvr_safety.errors import UserError
-from rlvr_safety.evaluation.prompts import CODE_PREFIX, GRADERS, grading_example
 from rlvr_safety.rewards.code import (
     CodeResult,
     CodeReward,
@@ -210,7 +210,7 @@ def test_code_reward_score_and_trl_call(humaneval):
 # As users run them: records from the registry -> grading_example -> CodeReward (the code path of eval,
 # forecast and the study). Gold solutions pass, broken ones fail, for every benchmark with code tasks.
 
-CODE_BENCHMARKS = sorted(name for name, grader in GRADERS.items() if grader == "code")
+CODE_BENCHMARKS = sorted(name for name, task in TASKS.items() if task.grader == "code")
 
 
 def _gold_completion(record) -> str:

@@ -313,7 +313,8 @@ def load_arithmetic(n: int, seed: int, level: str | int = ARITHMETIC_LEVEL) -> l
                     category=str(item.get("level", level)),
                     label="task",
                     gold=str(item["answer"]),
-                    extra={"seed": seed, "level": item.get("level", level), "kind": item.get("kind")},
+                    extra={"seed": seed, "level": item.get("level", level), "kind": item.get("kind"),
+                           "expression": item.get("expression")},
                 )
             )
         except KeyError as exc:

@@ -23,37 +23,47 @@ import numpy as np
 
 from ..data import expand, load_benchmark
 from ..data.records import Record
+from ..data.tasks import (
+    TaskConfig,
+    eval_prompt,
+    grader_for,
+    grading_example,
+    task_records,
+    training_prompt,
+    training_reward,
+)
 from ..errors import UserError
 from ..generation.base import GenerationParams, Generator
 from ..judges.base import Judge
 from ..store import GenerationRow, Store
 from ..theory import bootstrap_ci, forecast
-from .prompts import grader_for, grading_example, model_prompt
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
 
-__all__ = ["prompt_drift_ci", "run_forecast", "training_prompt"]
+__all__ = ["forecast_records", "prompt_drift_ci", "run_forecast", "training_prompt"]
 
-MATH_GRADERS = ("arithmetic", "gsm8k", "math")
 PREVIEW_CHARS = 200
 
 
-def training_prompt(record: Record, instruction: str | None = None) -> str:
-    """The prompt the rlvr recipe trains on: a math-like task gets the answer-format instruction appended.
-
-    `instruction` None uses the recipe's default; "" leaves the evaluation prompt (`model_prompt`) unchanged.
-    """
-    if record.label != "task" or grader_for(record.benchmark) not in MATH_GRADERS or instruction == "":
-        return model_prompt(record)
-    if instruction is None:
-        from ..data.arithmetic import ANSWER_INSTRUCTION
-
-        instruction = ANSWER_INSTRUCTION
-    return f"{record.prompt}\n{instruction}"
+def forecast_records(task: str, limit: int | None = None, seed: int = 0, data_dir: str | Path | None = None,
+                     instruction: str | None = None,
+                     task_config: TaskConfig | None = None) -> dict[str, list[tuple[Record, str]]]:
+    """(record, prompt) per benchmark: exactly what the forecast samples. With `task_config` (what the study passes:
+    the RL run's task) the records and prompts come from the functions training uses (data.tasks.task_records and
+    training_prompt, same seed), so the forecast samples the training prompts byte for byte; otherwise `task`
+    names benchmarks/suites (comma-separated), each rendered by training_prompt with `instruction`."""
+    if task_config is not None:
+        records = task_records(task_config, seed=seed, data_dir=data_dir, limit=limit)
+        return {task_config.name: [(r, training_prompt(r, task_config.instruction)) for r in records]}
+    out = {}
+    for name in expand(task):
+        records = load_benchmark(name, data_dir=data_dir, limit=limit, seed=seed)
+        out[name] = [(r, training_prompt(r, instruction)) for r in records]
+    return out
 
 
 def _store_benchmark(name: str, records: Sequence[Record], prompts: Sequence[str]) -> str:
     """Store key: the benchmark name, suffixed when our prompts differ from `eval`'s so the two never collide."""
-    changed = [p for r, p in zip(records, prompts, strict=True) if p != model_prompt(r)]
+    changed = [p for r, p in zip(records, prompts, strict=True) if p != eval_prompt(r)]
     if not changed:
         return name
     return f"{name}@rlvr-{hashlib.sha256(changed[0].encode()).hexdigest()[:8]}"
@@ -86,8 +96,11 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
                  max_new_tokens: int = 128, temperature: float = 1.0, reward: str | None = None,
                  instruction: str | None = None, judge_all: bool = False, batch_size: int = 16, top_k: int = 10,
                  n_resamples: int = 1000, alpha: float = 0.05, judge_options: dict[str, Any] | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, task_config: TaskConfig | None = None) -> dict[str, Any]:
     """Forecast the RLVR optimum's safety on `task` (benchmarks/suites, comma-separated) at `beta`.
+
+    With `task_config` (an RL run's task: the study passes it) the prompts, golds and reward are the training
+    run's own (forecast_records), and `task`, `instruction` and `reward` are taken from it.
 
     Samples K responses per prompt from `model` (the reference), grades g, judges s (see module docstring),
     and writes out/forecast.json; every sample, verdict and grade goes through out/store.sqlite, so a rerun
@@ -103,8 +116,11 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     if not temperature > 0:
         raise UserError("the forecast needs sampled responses: temperature must be > 0")
     t0 = time.perf_counter()
-    names = expand(task)
-    datasets = {n: load_benchmark(n, data_dir=data_dir, limit=limit, seed=seed) for n in names}
+    sampled = forecast_records(task, limit, seed, data_dir, instruction, task_config)
+    names = list(sampled)
+    if task_config is not None:
+        task = task_config.name
+        reward = task_config.reward or training_reward(task_config.name)
     the_reward = None
     if reward is not None:
         from ..rewards.registry import get_reward
@@ -136,11 +152,11 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
                                                  "judge": judge, "seed": seed, "reward": reward,
                                                  "temperature": temperature, "max_new_tokens": max_new_tokens})
         for name in names:
-            records = datasets[name]
+            records = [r for r, _ in sampled[name]]
             if not records:
                 notes.append(f"{name}: no records")
                 continue
-            prompts = [training_prompt(r, instruction) for r in records]
+            prompts = [p for _, p in sampled[name]]
             bench_key = _store_benchmark(name, records, prompts)
             rows = ensure_generations(store, generator, model_key, bench_key,
                                       [(r.id, p) for r, p in zip(records, prompts, strict=True)], params,

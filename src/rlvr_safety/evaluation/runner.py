@@ -11,12 +11,12 @@ from typing import Any
 from ..atomic import write_json_atomic
 from ..data import expand, load_benchmark
 from ..data.records import Record
+from ..data.tasks import eval_prompt, grader_for, grading_example
 from ..generation.base import GenerationParams, Generator, get_generator
 from ..judges.base import Judge
 from ..models import model_fingerprint
 from ..store import Store
 from .metrics import SafetyItem, accuracy_metrics, safety_metrics
-from .prompts import grader_for, grading_example, model_prompt
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
 
 
@@ -50,7 +50,7 @@ def generation_job(benchmark: str, records: Sequence[Record], safety_params: Gen
                    capability_params: GenerationParams) -> tuple[list[tuple[str, Any]], GenerationParams]:
     """(item id, prompt) pairs and sampling params of one benchmark: capability params where a grader scores it."""
     params = capability_params if grader_for(benchmark) else safety_params
-    return [(r.id, model_prompt(r)) for r in records], params
+    return [(r.id, eval_prompt(r)) for r in records], params
 
 
 def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequence[Record],

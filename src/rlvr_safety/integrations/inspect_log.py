@@ -16,8 +16,8 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..data.records import Record
+from ..data.tasks import eval_prompt
 from ..errors import UserError
-from ..evaluation.prompts import model_prompt
 from ..evaluation.runner import evaluate_records
 from ..generation.base import GenerationParams, Generator
 from ..judges.base import Judge
@@ -102,7 +102,7 @@ def eval_inspect_log(path: Path, out: Path, judge: str = "learned",
         for benchmark, records in by_benchmark.items():
             store.add_generations([
                 {"model": model_key, "benchmark": benchmark, "item_id": r.id, "sample": s, "params": params.key(),
-                 "prompt": model_prompt(r), "response": outputs[(r.id, s)], "prompt_tokens": 0,
+                 "prompt": eval_prompt(r), "response": outputs[(r.id, s)], "prompt_tokens": 0,
                  "completion_tokens": 0, "finish_reason": "stop", "backend": "inspect"}
                 for r in records for s in range(epochs)])
             results[benchmark] = evaluate_records(store, model_key, benchmark, records, _no_generation, get_judge,

@@ -36,8 +36,8 @@ from inspect_ai.solver import TaskState, generate
 from ..data import load_benchmark
 from ..data.records import Record
 from ..data.registry import BenchmarkInfo, list_benchmarks
+from ..data.tasks import eval_prompt, grader_for, grading_example
 from ..errors import UserError
-from ..evaluation.prompts import grader_for, grading_example, model_prompt
 from ..judges.base import Judge
 from ..rewards.base import Reward
 
@@ -58,7 +58,7 @@ def samples(name: str, limit: int | None = None, data_dir: str | Path | None = N
     records = load_benchmark(name, data_dir=data_dir, limit=limit)
     return [
         Sample(
-            input=model_prompt(r), target=r.gold or "", id=r.id,
+            input=eval_prompt(r), target=r.gold or "", id=r.id,
             metadata={"benchmark": r.benchmark, "label": r.label, "category": r.category, "record": asdict(r)},
         )
         for r in records

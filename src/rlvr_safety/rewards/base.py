@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+TASK_EXAMPLE_COLUMN = "task_example"
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,15 @@ class Reward(ABC):
         return [self.score(ex, c) for ex, c in zip(examples, completions, strict=True)]
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: list[Any]) -> list[float]:
-        """TRL reward-function signature: extra dataset columns arrive as keyword lists aligned with completions."""
+        """TRL reward-function signature: extra dataset columns arrive as keyword lists aligned with completions.
+        A `task_example` column (JSON text: the grading example of training/task_data.py, with tests, kwargs, ...
+        that an Arrow column could not hold) is decoded into the example."""
         n = len(completions)
         examples = [{k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) == n} for i in range(n)]
+        for ex in examples:
+            packed = ex.pop(TASK_EXAMPLE_COLUMN, None)
+            if isinstance(packed, str):
+                ex.update({k: v for k, v in json.loads(packed).items() if k not in ex or ex[k] is None})
         texts = [completion_text(c) for c in completions]
         return [v.value for v in self.score_batch(examples, texts)]
 

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from rlvr_safety.data.tasks import DOMAINS, TASKS
 from rlvr_safety.errors import UserError
 from rlvr_safety.rewards.base import Reward
 
@@ -66,18 +67,12 @@ _REWARDS: dict[str, Callable[..., Reward]] = {
     "ifeval-rl": _lazy("rlvr_safety.rewards.instruction_guard", "GuardedInstructionReward"),
 }
 
-# Task domain (and common dataset spellings) -> the reward training optimises. Evaluation grades by
-# evaluation/prompts.py's GRADERS (IFEval there by the unguarded reference, comparable with published numbers).
+# Task (benchmark or study domain) -> the reward training optimises, from the one task table (data/tasks.py;
+# evaluation grades by each task's `grader`: IFEval there by the unguarded reference, comparable with published
+# numbers).
 TASK_REWARDS: dict[str, str] = {
-    "arithmetic": "arithmetic",
-    "gsm8k": "gsm8k",
-    "math": "math",
-    "math500": "math",
-    "math-500": "math",
-    "code": "code",
-    "humaneval": "code",
-    "ifeval": "ifeval-rl",
-    "instructions": "ifeval-rl",
+    **{name: task.train_reward for name, task in TASKS.items()},
+    **{domain: TASKS[benchmark].train_reward for domain, benchmark in DOMAINS.items()},
 }
 
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from ..atomic import write_json_atomic
 from ..errors import UserError
 from ..store import Store
+from ..training.config import RLConfig
 from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
-from .spec import DOMAIN_TASKS, StudySpec
+from .spec import StudySpec
 
 if TYPE_CHECKING:
     from ..training.config import CommonConfig
@@ -201,9 +202,14 @@ class StudyRunner:
         p = stage.params
         f = self.spec.forecast
         out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}_b{p['beta']:g}"
-        result = run_forecast(model=self.reference(p["base"]), task=DOMAIN_TASKS[p["domain"]], beta=p["beta"],
+        run = forecast_run(self.spec, p["base"], p["domain"], p["beta"])
+        cfg = self.spec.run_config(run)
+        assert isinstance(cfg, RLConfig)
+        task = cfg.task  # the run's own task: the forecast samples its training prompts
+        result = run_forecast(model=self.reference(p["base"]), task=task.name, beta=p["beta"], seed=run.seed,
                               k=f.k, limit=f.limit, judge=f.judge or self.spec.judge, out=out,
-                              data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens)
+                              data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens,
+                              task_config=task)
         return {"forecast": str(out / "forecast.json"), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
     def _certify(self, stage: Stage) -> dict[str, Any]:
@@ -225,6 +231,13 @@ class StudyRunner:
 
         paths = build_report(self.out)
         return {"summary": str(summary_path), **{k: str(v) for k, v in paths.items()}}
+
+
+def forecast_run(spec: StudySpec, base: str, domain: str, beta: float) -> RunSpec:
+    """The RL run whose training prompts a forecast stage samples: the first rlvr run (else rlhf) of the grid with
+    that base model, domain and beta."""
+    runs = [r for r in expand_runs(spec) if (r.base, r.domain, r.beta) == (base, domain, beta)]
+    return next((r for r in runs if r.method == "rlvr"), runs[0])
 
 
 def _path(value: str | None) -> Path | None:

@@ -22,13 +22,13 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..config import StrictConfig, deep_merge, error_location, error_message, one_line, read_yaml_mapping
+from ..data.tasks import DOMAINS
 from ..errors import UserError
 from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..training.config import ALGORITHMS, CommonConfig, GuardConfig, RLConfig, validate_config
 
 Domain = Literal["arithmetic", "gsm8k", "math", "code", "ifeval"]
-DOMAIN_TASKS = {"arithmetic": "arithmetic", "gsm8k": "gsm8k-train", "math": "math-train", "code": "mbpp",
-                "ifeval": "ifeval"}
+DOMAIN_TASKS = DOMAINS  # domain -> the benchmark its runs train on (data/tasks.py)
 RL_ALGORITHMS = ALGORITHMS
 METHOD_RE = re.compile(r"^(sft|(rlhf|rlvr):([a-z_]+))$")
 

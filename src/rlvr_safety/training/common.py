@@ -1,10 +1,12 @@
-"""What every recipe shares: task data, model loading, TRL arguments, the store, monitors, atomic saves, resume."""
+"""What every recipe shares: model loading, TRL arguments, the store, monitors, atomic saves, resume.
+
+Task data (prompts, golds, the task's reward) lives in task_data.py; its names are re-exported here for callers
+of the old location."""
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,88 +14,21 @@ from rlvr_safety.atomic import replace_dir_atomic
 from rlvr_safety.errors import UserError
 
 from .callbacks import JudgedProbe, ReferenceHandle, RunCallback, SafetyMonitor
-from .config import CommonConfig, LoraConfig, TaskConfig
+from .config import CommonConfig, LoraConfig
+from .task_data import (  # noqa: F401 (re-exported)
+    TASK_EXAMPLE_COLUMN,
+    TaskItem,
+    gsm8k_rationale,
+    messages,
+    task_items,
+    task_reward,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_SUBDIR = "model"
 CHECKPOINT_SUBDIR = "checkpoints"
 STORE_NAME = "store.sqlite"
-
-
-# ---------------------------------------------------------------------------------------------- task data
-@dataclass(frozen=True)
-class TaskItem:
-    """One training prompt with what the verifier and SFT need (gold answer, reference solution)."""
-
-    id: str
-    prompt: str
-    gold: str
-    solution: str | None
-
-
-_CALC = re.compile(r"<<[^>]*>>")
-
-
-def gsm8k_rationale(solution: str) -> str:
-    """GSM8K's rationale without calculator annotations, ending in the phrase our graders and prompts use."""
-    body, _, answer = solution.rpartition("####")
-    return f"{_CALC.sub('', body).strip()}\nThe answer is {answer.strip().replace(',', '')}."
-
-
-def answer_instruction() -> str:
-    from rlvr_safety.data.arithmetic import ANSWER_INSTRUCTION
-
-    return ANSWER_INSTRUCTION
-
-
-def task_items(task: TaskConfig, seed: int, data_dir: str | None = None, limit: int | None = None) -> list[TaskItem]:
-    """Training items for a task: generated arithmetic (seeded), or a benchmark's records with its rationale."""
-    n = task.limit if limit is None else limit
-    if task.name == "arithmetic":
-        from rlvr_safety.data.arithmetic import generate_problems, worked_solution
-
-        probs = generate_problems(n=n or 256, seed=seed, level=task.level)
-        items = [TaskItem(p["id"], p["prompt"] if task.instruction is None else
-                          f"{p['question']}{_suffix(task.instruction)}", str(p["answer"]), worked_solution(p))
-                 for p in probs]
-    else:
-        from rlvr_safety.data import load_benchmark
-
-        records = load_benchmark(task.name, data_dir=data_dir, limit=n, seed=seed)
-        instruction = answer_instruction() if task.instruction is None else task.instruction
-        items = []
-        for r in records:
-            if r.gold is None:
-                raise UserError(f"task {task.name!r}: record {r.id} has no gold answer; pick a capability task")
-            sol = r.extra.get("solution")
-            if isinstance(sol, str) and "####" in sol:
-                sol = gsm8k_rationale(sol)
-            items.append(TaskItem(r.id, f"{r.prompt}{_suffix(instruction)}", str(r.gold),
-                                  sol if isinstance(sol, str) else None))
-    if not items:
-        raise UserError(f"task {task.name!r} gave no training prompts; raise task.limit")
-    return items
-
-
-def _suffix(instruction: str) -> str:
-    return f"\n{instruction}" if instruction else ""
-
-
-def task_reward(task: TaskConfig) -> Any:
-    """The task's verifier (or the named reward)."""
-    from rlvr_safety.rewards.registry import get_reward, reward_for_task
-
-    if task.reward:
-        return get_reward(task.reward)
-    return reward_for_task(task.name.removesuffix("-train"))
-
-
-def messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
-    msgs = [{"role": "user", "content": prompt}]
-    if system_prompt:
-        msgs.insert(0, {"role": "system", "content": system_prompt})
-    return msgs
 
 
 # ---------------------------------------------------------------------------------------------- models

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from rlvr_safety.config import StrictConfig, apply_overrides, one_line, read_yaml_mapping
+from rlvr_safety.data.tasks import TaskConfig
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges.registry import DEFAULT_JUDGE, JudgeName
 
@@ -98,17 +99,6 @@ class CommonConfig(_Strict):
     @property
     def probe_judge(self) -> str:
         return self.probe.judge or self.judge
-
-
-class TaskConfig(_Strict):
-    """Which capability data a recipe trains on: a benchmark name from rlvr_safety.data, or generated arithmetic."""
-
-    name: str = "arithmetic"
-    limit: int | None = Field(default=256, ge=1, description="training prompts (arithmetic: how many to generate)")
-    level: int = Field(default=1, ge=1, description="arithmetic difficulty")
-    reward: str | None = Field(default=None, description="reward name; None picks the task's verifier")
-    system_prompt: str | None = None
-    instruction: str | None = Field(default=None, description="appended to each question; None = the answer-format hint")
 
 
 class VerlConfig(_Strict):

@@ -321,7 +321,8 @@ def prompt_dataset(cfg: RLConfig) -> Any:
 
     items = common.task_items(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir)
     return Dataset.from_list([
-        {"prompt": common.messages(it.prompt, cfg.task.system_prompt), "gold": it.gold, "id": it.id}
+        {"prompt": common.messages(it.prompt, cfg.task.system_prompt), "gold": it.gold, "id": it.id,
+         common.TASK_EXAMPLE_COLUMN: it.example_json()}
         for it in items])
 
 
