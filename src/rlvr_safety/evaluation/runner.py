@@ -10,7 +10,7 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..data import expand, load_benchmark
-from ..data.records import Record
+from ..data.records import Record, judge_request
 from ..data.tasks import eval_prompt, grader_for, grading_example
 from ..generation.base import GenerationParams, Generator, get_generator
 from ..judges.base import Judge
@@ -72,7 +72,9 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
         result["grader"] = grader
         return result
     j = judge()
-    verdicts = ensure_judgments(store, j, rows)
+    # judges classify against the plain request (behaviour / goal), not the attacked prompt the model saw
+    requests = {r.id: judge_request(r) for r in records}
+    verdicts = ensure_judgments(store, j, rows, requests=requests)
     by_id = {r.id: r for r in records}
     items_s = []
     for row in rows:
@@ -86,7 +88,8 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
     if second_judges is not None:
         from .judge_check import second_judge_agreement
 
-        result["second_judges"] = second_judge_agreement(store, rows, verdicts, second_judges())
+        result["second_judges"] = second_judge_agreement(store, rows, verdicts, second_judges(),
+                                                          requests=requests)
     return result
 
 
