@@ -36,6 +36,12 @@ class EvalSpec:
     # Other judges run on the same generations; their agreement with `judge` is stored per benchmark
     # ("auto" = keyword, or learned when the judge is keyword; see evaluation/judge_check.py).
     second_judges: list[str] = field(default_factory=list)
+    # Per-benchmark limits (else `limit`), and record lists given directly (e.g. held-out generated items).
+    limits: dict[str, int] = field(default_factory=dict)
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    # Keep every sampled token id in the store's side table (evaluation/certify.py's TokenLedger), so a certificate
+    # can score exactly these samples instead of drawing its own (hf backend).
+    record_tokens: bool = False
 
 
 def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
@@ -112,7 +118,9 @@ def model_key_for(spec: EvalSpec) -> str:
 
 def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
     names = expand(spec.benchmarks)
-    datasets = {name: load_benchmark(name, data_dir=spec.data_dir, limit=spec.limit) for name in names}
+    datasets = {name: spec.records[name] if name in spec.records else
+                load_benchmark(name, data_dir=spec.data_dir, limit=spec.limits.get(name, spec.limit))
+                for name in names}
     from ..judges.registry import build_judge
 
     judge_cache: list[Judge] = []
@@ -125,10 +133,17 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
     if any(grader_for(n) is None for n in names):
         judge()  # fail fast on an unknown or unreachable judge before any generation
     gen_cache: list[Generator] = []
+    model_key = model_key_for(spec)
+    spec.out.mkdir(parents=True, exist_ok=True)
 
     def generator() -> Generator:
         if not gen_cache:
-            gen_cache.append(get_generator(spec.backend, spec.model, **spec.generator_options))
+            gen = get_generator(spec.backend, spec.model, **spec.generator_options)
+            if spec.record_tokens and spec.backend == "hf":
+                from .certify import recording_generator
+
+                gen = recording_generator(gen, spec.out / "store.sqlite", model_key)
+            gen_cache.append(gen)
         return gen_cache[0]
 
     second: list[Judge | tuple[str, str]] | None = None
@@ -141,8 +156,6 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
             second = build_second_judges(spec.judge, spec.second_judges)
         return second
 
-    model_key = model_key_for(spec)
-    spec.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     with Store(spec.out / "store.sqlite") as store:
         store.start_run("eval", "eval", {"model": spec.model, "benchmarks": names, "limit": spec.limit,
@@ -158,6 +171,7 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
                                              spec.safety_params, spec.capability_params, progress=progress,
                                              second_judges=second_judges if spec.second_judges else None)
         store.finish_run("eval")
-    payload = {"model": spec.model, "model_key": model_key, "limit": spec.limit, "benchmarks": results}
+    payload = {"model": spec.model, "model_key": model_key, "limit": spec.limit, "limits": dict(spec.limits),
+               "benchmarks": results}
     write_json_atomic(spec.out / "metrics.json", payload)
     return payload
