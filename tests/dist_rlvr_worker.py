@@ -45,9 +45,9 @@ def main() -> None:
 
     real_save = common.save_model_atomic
 
-    def traced_save(model: Any, tokenizer: Any, target: Path) -> Path:
+    def traced_save(model: Any, tokenizer: Any, target: Path, *args: Any, **kwargs: Any) -> Path:
         note(event="save", target=str(target))
-        return real_save(model, tokenizer, target)
+        return real_save(model, tokenizer, target, *args, **kwargs)
 
     common.save_model_atomic = traced_save  # type: ignore[assignment]
     real_open = common.open_store
