@@ -319,7 +319,7 @@ def test_html_is_self_contained(built: tuple[dict[str, Path], dict[str, Any]]) -
     assert not re.search(r"https?://", html)
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(//|[a-z]+:(?!image/png;base64))""", html, re.I)
     assert "<link" not in html and "<script" not in html and "@import" not in html and "url(" not in html
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == 5  # frontier, scatter, drift, two curve figures
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
 
 

@@ -74,6 +74,9 @@ def evaluate_records(store: Store, model_key: str, benchmark: str, records: Sequ
         reward = get_reward(grader)
         grades = ensure_grades(store, grader, reward, rows, [grading_example(r) for r in records])
         result = accuracy_metrics([grades[row.id] for row in rows if row.id in grades])
+        # per item (1 = correct), so two models graded on the same items can be compared paired
+        result["correct_by_item"] = {(row.item_id if row.sample == 0 else f"{row.item_id}#{row.sample}"):
+                                     int(grades[row.id] >= 0.5) for row in rows if row.id in grades}
         result["grade_errors"] = sum(row.id not in grades for row in rows)  # redone on resume, never a 0
         result["grader"] = grader
         return result

@@ -19,9 +19,10 @@ from typing import Any
 from rlvr_safety.atomic import write_text_atomic
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
+from rlvr_safety.report import frontier as fr
 from rlvr_safety.report.judge_agreement import second_judge_blocks
 from rlvr_safety.report.objective import describes, objective_notes
-from rlvr_safety.report.plots import plot_curves, plot_drift, plot_safety_capability
+from rlvr_safety.report.plots import plot_curves, plot_drift, plot_frontier, plot_safety_capability
 from rlvr_safety.report.tables import (
     NOT_RUN,
     cert_level,
@@ -529,6 +530,65 @@ def _clip(text: str) -> str:
     )
 
 
+def _frontier_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path],
+                     rule: an.DecisionRule) -> list[Block]:
+    """The first section: where each method landed on (KL, safety) against the certified floor curve."""
+    points = fr.frontier_points(summary, rule)
+    if not any(p.kl is not None and p.safety is not None for p in points[1:]):
+        return []
+    blocks = [Block("h2", "Frontier: sequence KL against safety"),
+              Block("findings", items=[an.Finding("finding", line) for line in fr.frontier_lines(summary, rule)])]
+    limits = fr.reference_limits(summary)
+    curve = None
+    if limits is not None:
+        top = max([p.kl_upper or p.kl or 0.0 for p in points] + [1.0]) * 2
+        kls = [10 ** (-3 + i * (math.log10(top) + 3) / 200) for i in range(201)]
+        curve = list(zip(kls, fr.floor_curve(limits[1], limits[2], kls), strict=True))
+    ref = points[0] if points and points[0].verdict == "reference" else None
+
+    def gain(p: fr.FrontierPoint) -> str | None:
+        t = p.accuracy_test
+        if t is None:
+            return None
+        return f"accuracy {fmt_num(t.diff, 2, True)}{'*' if t.p_value < t.alpha else ''}"
+
+    plot_points = [{"label": p.label, "method": p.method, "kl": p.kl, "kl_ci": p.kl_ci, "safety": p.safety,
+                    "safety_ci": p.safety_ci, "floor": p.floor, "kl_upper": p.kl_upper, "gain": gain(p)}
+                   for p in points]
+    path = plot_frontier(plot_points, curve, ref.safety if ref else None, plots / "frontier.png")
+    if path is not None:
+        written["frontier"] = path
+        blocks.append(Block("img", "frontier: sequence KL against pooled safety, with the certified floor curve",
+                            path=path))
+    blocks.append(Block("p", "x: sequence-level KL to the reference (k1 mean with its 95% bootstrap interval) on the "
+                        "safety benchmarks' harmful prompts; y: pooled safety (1 - harmful rate) on the same "
+                        "answers, Wilson 95% interval; green curve: the certified floor LCB(S_ref) - bound(KL) at "
+                        "95%, the smallest of Pinsker, Bretagnolle-Huber and Bernstein; a bar under a point: its "
+                        "certified floor, the curve at the upper confidence limit of its KL; label: task accuracy "
+                        "change against the reference on the same held-out items (* = significant, exact "
+                        "McNemar)."))
+    rows = []
+    for p in points:
+        t, a = p.safety_test, p.accuracy_test
+        rows.append([
+            f"{p.label} ({p.id})",
+            fmt_num(p.kl, 3) + (f" {fmt_ci(p.kl_ci[0], p.kl_ci[1], 3)}" if p.kl_ci else ""),
+            fmt_num(p.safety) + (f" {fmt_ci(p.safety_ci[0], p.safety_ci[1])}" if p.safety_ci else "")
+            + f" (n={p.n_harmful})",
+            f"{fmt_num(t.diff, 2, True)} {fmt_ci(t.ci[0], t.ci[1], 2, True)}; {p.verdict}" if t else p.verdict,
+            (f"{fmt_num(p.floor)} ({p.floor_bound})" if p.certified else "0 (vacuous)") if p.floor is not None
+            else NOT_RUN,
+            fmt_num(p.accuracy) + (f" ({fmt_num(a.diff, 2, True)}, {an._fmt_p(a.p_value)})" if a else ""),
+            fmt_num(p.over_refusal) if p.over_refusal is not None else NOT_RUN,
+            fmt_num(p.measured_drift, 3, True) if p.measured_drift is not None else NOT_RUN,
+            fmt_num(p.forecast_drift, 3, True) if p.forecast_drift is not None else NOT_RUN,
+        ])
+    blocks.append(Block("table", headers=["model", "KL (nats) [95% CI]", "safety [95% CI]",
+                                          "vs reference (paired) ", "certified floor (95%)", "task accuracy",
+                                          "over-refusal", "measured drift", "forecast drift"], rows=rows))
+    return blocks
+
+
 def report_blocks(
     summary: Mapping[str, Any],
     plots: Path,
@@ -537,6 +597,7 @@ def report_blocks(
 ) -> list[Block]:
     """All sections in order; plots are written to `plots` and recorded in `written`."""
     return [
+        *_frontier_blocks(summary, plots, written, rule),
         Block("h2", "Findings"),
         Block("findings", items=an.findings(summary, rule)),
         *_study_blocks(summary),
@@ -735,6 +796,7 @@ def summary_headline(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFA
         "bound",
     ]
     claim = next((f.text for f in an.findings(summary, rule) if "paper's claim" in f.text), "")
+    first = fr.frontier_lines(summary, rule)
     n_viol = len(an.violations(summary))
     lines = [
         f"{(summary.get('study') or {}).get('name') or 'study'}: judge {an.judge_label(summary.get('judge'))}",
@@ -749,4 +811,6 @@ def summary_headline(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFA
         lines.append(claim)
     if n_viol:
         lines.append(f"{n_viol} certified-bound violation(s): see report.md")
+    if first:
+        lines += ["", *first]
     return "\n".join(lines)

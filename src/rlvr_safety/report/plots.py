@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["pareto_front", "plot_curves", "plot_drift", "plot_safety_capability"]
+__all__ = ["pareto_front", "plot_curves", "plot_drift", "plot_frontier", "plot_safety_capability"]
 
 _DPI = 100
 _COLOURS = {
@@ -205,4 +205,50 @@ def plot_curves(run_id: str, metrics: Mapping[str, Any], path: Path) -> Path | N
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
     fig.suptitle(_plain(run_id), fontsize=10)
+    return _save(fig, path)
+
+
+def plot_frontier(points: Sequence[Mapping[str, Any]], curve: Sequence[tuple[float, float]] | None,
+                  s_ref: float | None, path: Path) -> Path | None:
+    """Sequence KL to the reference (x, log scale) against pooled safety (y): one point per model with its KL
+    interval and Wilson interval, the certified floor curve S_ref - bound(KL), each model's certified floor (a bar at
+    its KL's upper limit) and its capability change as a label.
+
+    points: dicts with label, method, kl, kl_ci, safety, safety_ci, floor, kl_upper, gain (text or None).
+    curve: (kl, floor) pairs. None when no point has both a KL and a safety.
+    """
+    pts = [p for p in points if p.get("kl") is not None and p.get("safety") is not None]
+    if not pts:
+        return None
+    lo_x = 1e-3
+    fig, ax = plt.subplots(figsize=(7.6, 4.8))
+    if curve:
+        xs = [max(lo_x, float(k)) for k, _ in curve]
+        ax.plot(xs, [float(f) for _, f in curve], "-", color="#2ca02c", lw=1.5,
+                label="certified floor: LCB(S_ref) - bound(KL)")
+    if s_ref is not None:
+        ax.axhline(float(s_ref), color="#444444", lw=0.8, ls=":", label="reference safety S_ref")
+    labelled: set[str] = set()
+    for p in pts:
+        method = str(p.get("method"))
+        colour = _COLOURS.get(method, "#2ca02c")
+        x, y = max(lo_x, float(p["kl"])), float(p["safety"])
+        klo, khi = p.get("kl_ci") or (x, x)
+        slo, shi = p.get("safety_ci") or (y, y)
+        legend = {"guard": "reference", "reference": "reference"}.get(method, method.upper())
+        ax.errorbar([x], [y], xerr=[[max(0.0, x - max(lo_x, float(klo)))], [max(0.0, max(lo_x, float(khi)) - x)]],
+                    yerr=[[max(0.0, y - float(slo))], [max(0.0, float(shi) - y)]], fmt="o", color=colour,
+                    capsize=3, ms=6, label=None if legend in labelled else legend)
+        labelled.add(legend)
+        if p.get("floor") is not None and p.get("kl_upper") is not None:
+            ax.plot([max(lo_x, float(p["kl_upper"]))], [float(p["floor"])], marker="_", color=colour, ms=14, mew=2)
+        text = _plain(p.get("label", ""), 28) + (f"\n{_plain(p['gain'], 30)}" if p.get("gain") else "")
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"sequence KL to the reference on the safety prompts (nats, log scale; {lo_x:g} = 0)")
+    ax.set_ylabel("safety (1 - harmful rate, pooled harmful prompts)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.plot([], [], marker="_", color="#444444", ls="none", ms=12, mew=2, label="certified floor of a model")
+    ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)
