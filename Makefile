@@ -1,4 +1,5 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when missing and install into it.
+# `make test-fast` is the inner loop: the import contracts, then unit + integration tests (no default model).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ PIP := $(BIN)/python -m pip
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-fast install lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,12 +29,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rlvr-safety study --preset demo --out demo-out --resume
 
+# every tier: unit, integration (tiny random models, TRL, sandbox, local servers) and slow (the default model)
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "unit or integration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) demo-out

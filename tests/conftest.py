@@ -16,6 +16,53 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Test tiers (markers; `make test` runs all three, `make test-fast` unit + integration):
+#   slow         the default model (SmolLM2-135M) end to end, marked in the test files themselves, and the tests
+#                below that take long by design (hangs and timeouts, a Ray runtime, torchrun, a browser, the
+#                whole algorithm x KL-mode matrix of the recipes: one case of each stays in the fast loop);
+#   integration  real engines at toy size: tiny random models, TRL trainers, the code sandbox, local HTTP servers,
+#                inspect_ai, the learned judge's embedding model: any test using a tiny-model fixture, and every
+#                test of the files below;
+#   unit         everything else: pure functions, configs, the store, fake stage graphs.
+INTEGRATION_FILES = frozenset({
+    "test_certificate_callback.py", "test_cli_exit_codes.py", "test_evaluation.py", "test_forecast_certify.py",
+    "test_generation.py", "test_generation_openai.py", "test_generation_sampler.py", "test_generation_vllm.py",
+    "test_inspect_integration.py", "test_judges_hf.py", "test_judges_learned.py", "test_judges_strongreject.py",
+    "test_models_dtype.py", "test_openai_client.py", "test_reward_hacking.py", "test_rewards_code.py",
+    "test_rewards_instructions.py", "test_rewards_math.py", "test_rewards_registry.py", "test_sandbox_escape.py",
+    "test_training_objective.py", "test_training_recipes.py", "test_training_toy_tilt.py",
+})
+SLOW_FILES = frozenset({"test_study_ray.py", "test_training_distributed.py", "test_report_browser.py"})
+SLOW_TESTS = frozenset({  # FILE::NAME (every parameter) or FILE::NAME[PARAMS] (that case)
+    "test_rewards_math.py::test_timeout_returns_zero_and_pool_recovers",
+    "test_rewards_math.py::test_timeout_off_main_thread",
+    "test_rewards_math.py::test_clock_starts_when_a_worker_picks_the_item_up",
+    "test_rewards_math.py::test_large_batch_with_hangs_keeps_order",
+    "test_rewards_math.py::test_pathological_expression_times_out",
+    "test_training_recipes.py::test_every_rlvr_algorithm_runs[bnpo]",
+    "test_training_recipes.py::test_every_rlvr_algorithm_runs[dapo]",
+    "test_training_recipes.py::test_every_rlvr_algorithm_runs[dr_grpo]",
+    "test_training_recipes.py::test_every_rlvr_algorithm_runs[reinforce_pp]",
+    "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.0-reward]",
+    "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.1-loss]",
+})
+TINY_MODEL_FIXTURES = frozenset({"tiny_model_dir", "tiny"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test exactly one tier: slow (its own mark or the lists above), else integration or unit."""
+    for item in items:
+        name = item.path.name
+        own = f"{name}::{getattr(item, 'originalname', item.name)}"
+        if item.get_closest_marker("slow") is not None:
+            continue
+        if name in SLOW_FILES or own in SLOW_TESTS or f"{name}::{item.name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        elif name in INTEGRATION_FILES or set(getattr(item, "fixturenames", ())) & TINY_MODEL_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
 
 def _data_dir() -> Path:
     env = os.environ.get("RLVR_SAFETY_DATA_DIR")

@@ -36,3 +36,20 @@ def test_a_contract_that_is_broken_is_reported(tmp_path: Path) -> None:
                       'source_modules = ["rlvr_safety.cli"]\nforbidden_modules = ["rlvr_safety.errors"]\n')
     result = _lint_imports("--config", str(config))
     assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+def test_tier_lists_name_real_tests() -> None:
+    """A renamed test file or test must not silently fall out of its tier (tests/conftest.py's lists)."""
+    import conftest
+
+    tests = Path(__file__).parent
+    for name in conftest.INTEGRATION_FILES | conftest.SLOW_FILES | {t.split("::")[0] for t in conftest.SLOW_TESTS}:
+        assert (tests / name).is_file(), name
+    for entry in conftest.SLOW_TESTS:
+        name, test = entry.split("::")
+        assert f"def {test.split('[')[0]}(" in (tests / name).read_text(), entry
+
+
+def test_every_test_has_exactly_one_tier(request: pytest.FixtureRequest) -> None:
+    tiers = {m.name for m in request.node.iter_markers()} & {"unit", "integration", "slow"}
+    assert tiers == {"unit"}
