@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rlvr_safety.evaluation import certify as C
+from rlvr_safety.generation import logprobs as L
 from rlvr_safety.generation.base import GenerationParams
 from rlvr_safety.models import resolve_model
 
@@ -43,18 +44,18 @@ def main() -> None:
     params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=1.0, n=args.k, seed=0)
     p_ids, c_ids, stopped, _ = C.policy_samples(exact, tok, PROMPTS, params)
     eos, pad = C.eos_and_pad(exact, tok)
-    truth = C.sequence_logprobs(exact, p_ids, c_ids, stopped, eos, pad)
-    with_fp32_head = C.sequence_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
-    original = C.fp32_lm_head
+    truth = L.completion_logprobs(exact, p_ids, c_ids, stopped, eos, pad)
+    with_fp32_head = L.completion_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
+    original = L.fp32_lm_head
 
     def no_upcast(model: Any) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
-    C.fp32_lm_head = no_upcast  # type: ignore[assignment]
+    L.fp32_lm_head = no_upcast  # type: ignore[assignment]
     try:
-        bf16_head = C.sequence_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
+        bf16_head = L.completion_logprobs(bf16, p_ids, c_ids, stopped, eos, pad)
     finally:
-        C.fp32_lm_head = original  # type: ignore[assignment]
+        L.fp32_lm_head = original  # type: ignore[assignment]
     print(f"model {args.model}: {len(c_ids)} sequences, {sum(len(c) for c in c_ids)} tokens")
     print("bf16 body, bf16 head:", _errors(bf16_head, truth))
     print("bf16 body, fp32 head:", _errors(with_fp32_head, truth))

@@ -13,9 +13,10 @@ import torch
 
 from rlvr_safety.evaluation import certify as certify_mod
 from rlvr_safety.evaluation import forecast as forecast_mod
-from rlvr_safety.evaluation.certify import certificate_from_models, run_certify, sequence_logprobs
+from rlvr_safety.evaluation.certify import certificate_from_models, run_certify
 from rlvr_safety.evaluation.forecast import prompt_drift_ci, run_forecast
 from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.generation.logprobs import completion_logprobs, fp32_lm_head
 from rlvr_safety.judges.base import Verdict
 from rlvr_safety.models import model_fingerprint, resolve_model
 from rlvr_safety.rewards.base import Reward, RewardVerdict
@@ -133,7 +134,7 @@ def test_sequence_logprobs_match_a_direct_computation_and_include_the_stop(tiny_
     m = resolve_model(str(tiny_model_dir))
     eos = m.tokenizer.eos_token_id
     prompts, comps = [[1, 5, 9], [1, 7]], [[11, 12], [13]]
-    out = sequence_logprobs(m.model, prompts, comps, [False, True], [eos], pad_id=0, batch_size=2)
+    out = completion_logprobs(m.model, prompts, comps, [False, True], [eos], pad_id=0, batch_size=2)
     assert [x.size for x in out] == [2, 2]  # the stopped one gains its stop term
     with torch.no_grad():
         logits = m.model(input_ids=torch.tensor([[1, 7, 13]])).logits[0].float()
@@ -221,7 +222,7 @@ def test_fp32_lm_head_upcasts_the_head_only_while_scoring(tiny_model_dir: Path) 
     with torch.no_grad():
         hidden = model.get_decoder()(input_ids=ids).last_hidden_state
         plain = model(input_ids=ids).logits
-        with certify_mod.fp32_lm_head(model):
+        with fp32_lm_head(model):
             upcast = model(input_ids=ids).logits
         after = model(input_ids=ids).logits
     head = model.get_output_embeddings()

@@ -67,7 +67,7 @@ def test_logprobs_match_manual_forward(tiny):
     outs = tiny.generate(PROMPTS[:3], GenerationParams(max_new_tokens=6), progress=False)
     prompt_ids = [encode_prompt(tiny.tokenizer, p) for p in PROMPTS[:3]]
     comp_ids = [list(c.token_ids) for c in outs]
-    lps = completion_logprobs(tiny.model, prompt_ids, comp_ids, tiny.pad_id, batch_size=2)
+    lps = completion_logprobs(tiny.model, prompt_ids, comp_ids, [False] * 3, [], tiny.pad_id, batch_size=2)
     for p, c, lp in zip(prompt_ids, comp_ids, lps, strict=True):
         ids = torch.tensor([p + c])
         with torch.no_grad():

@@ -115,3 +115,18 @@ def test_one_judge_per_recipe_flows_to_its_sections() -> None:
         load_config("guard", None, ["judge=kewyord"])
     with pytest.raises(UserError, match="probe.judge"):
         load_config("sft", None, ["probe.judge=nope"])
+
+
+def test_torch_and_numpy_kl_estimators_agree() -> None:
+    """generation/logprobs.py (torch, training) and theory.estimators (numpy, the certificate) define k1 the same."""
+    import numpy as np
+
+    from rlvr_safety.theory import sequence_kl as theory_sequence_kl
+
+    rng = np.random.default_rng(0)
+    logp = -rng.uniform(0.05, 3.0, size=(5, 7))
+    ref = -rng.uniform(0.05, 3.0, size=(5, 7))
+    got = sequence_kl(torch.tensor(logp), torch.tensor(ref), torch.ones(5, 7))
+    want = theory_sequence_kl(list(logp), list(ref))
+    for k in ("k1", "k2", "k3"):
+        assert abs(got[k] - float(np.mean(getattr(want, k)))) < 1e-4 * max(1.0, abs(got[k]))

@@ -29,7 +29,7 @@ from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..errors import UserError
 from ..generation.base import Completion, GenerationParams, Generator, Prompt
-from ..generation.grad import no_grad
+from ..generation.logprobs import completion_logprobs
 from ..judges.base import Judge
 from ..store import GenerationRow, Store
 from ..theory import Certificate, bootstrap_ci, certify, check_measured
@@ -43,7 +43,6 @@ __all__ = [
     "judged_safety",
     "run_certify",
     "sample_with_tokens",
-    "sequence_logprobs",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,6 @@ LogprobFn = Callable[[list[list[int]], list[list[int]], list[bool]], list[np.nda
 
 
 # ---------------------------------------------------------------------------------------------- log-probs
-def _model_device(model: Any) -> Any:
-    return next(model.parameters()).device
-
-
 @contextlib.contextmanager
 def _eval_mode(model: Any) -> Iterator[Any]:
     """Dropout off while scoring or sampling; training mode restored afterwards (the training callback needs it)."""
@@ -69,100 +64,12 @@ def _eval_mode(model: Any) -> Iterator[Any]:
             model.train()
 
 
-@contextlib.contextmanager
-def fp32_lm_head(model: Any) -> Iterator[None]:
-    """Compute the LM head in float32 for the duration (hidden states upcast, weights upcast per call).
-
-    A bf16 head rounds each logit by up to ~0.06 at magnitudes ~10-30; summed over dozens of tokens that is the
-    size of the KL being certified. Only the head's own matmul changes: whatever the model does after it (logit
-    soft-capping, scaling) still runs, now on float32 logits. No-op for a float32 head.
-    """
-    import torch
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    weight = getattr(head, "weight", None)
-    if head is None or weight is None or weight.dtype == torch.float32:
-        yield
-        return
-    bias = getattr(head, "bias", None)
-
-    def forward(hidden: Any) -> Any:
-        return torch.nn.functional.linear(hidden.float(), head.weight.float(),
-                                          None if bias is None else bias.float())
-
-    head.forward = forward
-    try:
-        yield
-    finally:
-        del head.forward  # back to the class's forward
-
-
-def _forward_last(model: Any, ids: Any, mask: Any, keep: int) -> Any:
-    """Float32 logits of the last `keep` positions only: the LM head over long jailbreak prompts would dominate the
-    cost, and log-probs for a certificate must not carry bf16 rounding (fp32_lm_head)."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    with fp32_lm_head(model):
-        try:
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep).logits
-        except TypeError:  # a model without logits_to_keep: compute all, keep the tail
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
-    return logits[:, -keep:]
-
-
-def sequence_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                      stopped: Sequence[bool], eos_ids: Sequence[int], pad_id: int,
-                      batch_size: int = 8) -> list[np.ndarray]:
-    """Per-token log pi(y_t | x, y_<t) of each sampled completion, plus log sum_eos pi(eos) if it stopped.
-
-    The stop term makes the sum the log-probability of the *text* the sampler produced (any EOS id ends it the
-    same way), which is what the KL between two samplers is about. Rows are left-padded so every completion ends
-    at the last position and only the completion's logits are computed.
-    """
-    import torch
-
-    n = len(prompt_ids)
-    if not n == len(completion_ids) == len(stopped):
-        raise ValueError("prompt_ids, completion_ids and stopped must have the same length")
-    if any(len(p) < 1 for p in prompt_ids):
-        raise ValueError("every prompt needs at least one token")
-    eos = sorted({int(e) for e in eos_ids})
-    if any(stopped) and not eos:
-        raise ValueError("a stopped sequence needs at least one EOS id")
-    out: list[np.ndarray] = [np.zeros(0)] * n
-    order = sorted(range(n), key=lambda i: -(len(prompt_ids[i]) + len(completion_ids[i])))
-    device = _model_device(model)
-    eos_t = torch.tensor(eos, dtype=torch.long, device=device) if eos else None
-    with no_grad():  # torch.no_grad inside a training-time monitor (generation/grad.py)
-        for start in range(0, n, max(1, batch_size)):
-            idx = order[start:start + batch_size]
-            seqs = [list(prompt_ids[i]) + list(completion_ids[i]) for i in idx]
-            width = max(len(s) for s in seqs)
-            keep = max(len(completion_ids[i]) for i in idx) + 1
-            ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-                mask[r, width - len(s):] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            logits = _forward_last(model, ids, mask, keep)
-            for r, i in enumerate(idx):
-                c = len(completion_ids[i])
-                # kept position keep-1-c predicts the first completion token; the last one, what follows it
-                ls = torch.log_softmax(logits[r, keep - 1 - c:].float(), dim=-1)
-                lp = ls[:c].gather(-1, ids[r, width - c:].unsqueeze(-1)).squeeze(-1) if c else ls[:0, 0]
-                if stopped[i]:
-                    assert eos_t is not None
-                    lp = torch.cat([lp, torch.logsumexp(ls[c, eos_t], dim=0, keepdim=True)])
-                out[i] = lp.double().cpu().numpy()
-    return out
-
-
 def model_logprob_fn(model: Any, eos_ids: Sequence[int], pad_id: int, batch_size: int = 8) -> LogprobFn:
     """A LogprobFn over a loaded model, in eval mode for the duration of each call."""
 
     def fn(prompt_ids: list[list[int]], completion_ids: list[list[int]], stopped: list[bool]) -> list[np.ndarray]:
         with _eval_mode(model):
-            return sequence_logprobs(model, prompt_ids, completion_ids, stopped, eos_ids, pad_id, batch_size)
+            return completion_logprobs(model, prompt_ids, completion_ids, stopped, eos_ids, pad_id, batch_size)
 
     return fn
 

@@ -25,9 +25,9 @@ from rlvr_safety.evaluation.certify import (
     certificate_from_models,
     eos_and_pad,
     policy_samples,
-    sequence_logprobs,
 )
 from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.generation.logprobs import completion_logprobs
 from rlvr_safety.judges.registry import DEFAULT_JUDGE
 from rlvr_safety.theory import Certificate
 
@@ -110,7 +110,7 @@ class SafetyCertificateCallback:
 
         def fn(prompt_ids: list[list[int]], completion_ids: list[list[int]], stopped: list[bool]) -> list[np.ndarray]:
             with ref.model() as ref_model, eval_mode(ref_model):
-                return sequence_logprobs(ref_model, prompt_ids, completion_ids, stopped, eos, pad,
+                return completion_logprobs(ref_model, prompt_ids, completion_ids, stopped, eos, pad,
                                          self.logprob_batch_size)
 
         return fn
