@@ -130,3 +130,13 @@ def test_user_overrides_reach_grpo_config(tmp_path: Path) -> None:
     kw = grpo_args(cfg, tmp_path)
     assert advantage_settings(cfg) == ("mean", "batch")
     assert (kw["scale_rewards"], kw["loss_type"], kw["epsilon_high"]) == ("batch", "dapo", 0.3)
+
+
+def test_one_algorithm_list() -> None:
+    """The config's Literal is the one list: the study's methods accept it and the recipe has a spec for each
+    algorithm TRL can run (ppo: only the verl backend)."""
+    from rlvr_safety.study.spec import RL_ALGORITHMS
+    from rlvr_safety.training.config import ALGORITHMS as CONFIG_ALGORITHMS
+
+    assert RL_ALGORITHMS == CONFIG_ALGORITHMS
+    assert set(ALGORITHMS) == set(CONFIG_ALGORITHMS) - {"ppo"}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 from ..errors import UserError
+from ..registry import Registry
 
 Prompt = str | list[dict[str, str]]  # plain user text, or a chat message list
 
@@ -84,25 +86,15 @@ class Generator(Protocol):
         ...
 
 
-BACKENDS = ("hf", "vllm", "openai")
+# backend name -> factory(model_spec, **options), lazily imported from backends.py
+GENERATORS: Registry[Callable[..., Generator]] = Registry("generation backend")
+GENERATORS.add("hf", "rlvr_safety.generation.backends:hf_generator")
+GENERATORS.add("vllm", "rlvr_safety.generation.backends:vllm_generator")
+GENERATORS.add("openai", "rlvr_safety.generation.backends:openai_generator")
+BACKENDS = tuple(GENERATORS.names())
 
 
 def get_generator(backend: str, model_spec: str, **options: Any) -> Generator:
     """Construct a backend by name; optional ones fail with an install hint rather than an ImportError."""
-    if backend == "hf":
-        from ..models import resolve_model
-        from .hf import HFGenerator
-
-        loaded = resolve_model(model_spec, device=options.get("device"), dtype=options.get("dtype"))
-        return HFGenerator(loaded.model, loaded.tokenizer)
-    if backend == "openai":
-        from .openai_backend import OpenAIGenerator
-
-        # The model spec is the server's model name; device/dtype belong to in-process backends only.
-        allowed = ("base_url", "timeout", "deadline", "retries", "backoff_s", "concurrency")
-        return OpenAIGenerator(model_spec, **{k: options[k] for k in allowed if options.get(k) is not None})
-    if backend == "vllm":
-        from .vllm_backend import VLLMGenerator
-
-        return VLLMGenerator(model_spec, **{k: v for k, v in options.items() if v is not None and k != "device"})
-    raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    factory = GENERATORS.get(backend)
+    return factory(model_spec, **options)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlvr_safety.judges.agreement import binary_metrics
+from rlvr_safety.judges.binary_metrics import binary_metrics
 from rlvr_safety.stats import PairedCounts, mcnemar_exact, paired_difference_ci
 
 FitPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -27,7 +27,7 @@ from typing import Any
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges.base import Verdict
-from rlvr_safety.judges.registry import HF_JUDGE_IDS, hf_family
+from rlvr_safety.judges.hf_ids import HF_JUDGE_IDS, hf_family
 
 FORMAT_VERSION = "fmt-2"  # fmt-2: HarmBench Mistral card prompt, contextual templates
 

@@ -12,27 +12,11 @@ from pydantic import AfterValidator
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.judges.base import Judge
+from rlvr_safety.judges.hf_ids import HF_JUDGE_IDS, hf_family
+from rlvr_safety.registry import Registry
 
 # The judge every command and stage uses unless told otherwise (docs/judges.md says why keyword): the one default.
 DEFAULT_JUDGE = "keyword"
-
-# Short name -> HF model id of the classifier families in judges.hf_classifiers.
-HF_JUDGE_IDS: dict[str, str] = {
-    "llama-guard-3-1b": "meta-llama/Llama-Guard-3-1B",
-    "llama-guard-3-8b": "meta-llama/Llama-Guard-3-8B",
-    "wildguard": "allenai/wildguard",
-    "harmbench-cls": "cais/HarmBench-Llama-2-13b-cls",
-    "harmbench-cls-mistral": "cais/HarmBench-Mistral-7b-val-cls",
-}
-
-
-def hf_family(model_id: str) -> str | None:
-    """Which prompt format a classifier id speaks ("llama-guard", "wildguard", "harmbench"), from its name."""
-    lowered = model_id.lower()
-    for family in ("llama-guard", "wildguard", "harmbench"):
-        if family in lowered.replace("_", "-"):
-            return family
-    return None
 
 
 def _keyword(**options: Any) -> Judge:
@@ -41,18 +25,6 @@ def _keyword(**options: Any) -> Judge:
     if options:
         raise UserError(f"judge 'keyword' takes no options, got {sorted(options)}; remove them")
     return KeywordJudge()
-
-
-def _learned(**options: Any) -> Judge:
-    from rlvr_safety.judges.learned import LearnedJudge
-
-    return LearnedJudge(**options)
-
-
-def _strongreject(**options: Any) -> Judge:
-    from rlvr_safety.judges.strongreject import StrongRejectJudge
-
-    return StrongRejectJudge(**options)
 
 
 def _hf(model_id: str) -> Callable[..., Judge]:
@@ -67,28 +39,29 @@ def _hf(model_id: str) -> Callable[..., Judge]:
     return make
 
 
-_FACTORIES: dict[str, Callable[..., Judge]] = {
-    "keyword": _keyword,
-    "learned": _learned,
-    "strongreject": _strongreject,
-    **{name: _hf(model_id) for name, model_id in HF_JUDGE_IDS.items()},
-}
+JUDGES: Registry[Callable[..., Judge]] = Registry(
+    "judge", "or hf:<model_id> (a Llama Guard, WildGuard or HarmBench classifier id)")
+JUDGES.add("keyword", _keyword)
+JUDGES.add("learned", "rlvr_safety.judges.learned:LearnedJudge")
+JUDGES.add("strongreject", "rlvr_safety.judges.strongreject:StrongRejectJudge")
+for _name, _model_id in HF_JUDGE_IDS.items():
+    JUDGES.add(_name, _hf(_model_id))
 
 
 def list_judges() -> list[str]:
     """Names `get_judge` accepts (plus "hf:<model_id>" for a known classifier family)."""
-    return sorted(_FACTORIES)
+    return JUDGES.names()
+
+
+def _is_hf_id(name: str) -> bool:
+    return name.strip().lower().startswith("hf:") and hf_family(name.strip()[3:]) is not None
 
 
 def check_judge_name(name: str) -> str:
     """`name` if get_judge knows it (nothing is built or imported), else a UserError listing the known names."""
-    key = name.strip().lower()
-    if key in _FACTORIES or (key.startswith("hf:") and hf_family(name[3:]) is not None):
-        return name
-    raise UserError(
-        f"unknown judge {name!r}; choose one of {', '.join(list_judges())} or hf:<model_id> "
-        "(a Llama Guard, WildGuard or HarmBench classifier id)"
-    )
+    if not _is_hf_id(name):
+        JUDGES.check(name)
+    return name
 
 
 def _valid_judge_name(name: str) -> str:
@@ -104,11 +77,10 @@ JudgeName = Annotated[str, AfterValidator(_valid_judge_name)]
 
 def get_judge(name: str, **options: Any) -> Judge:
     """Build a judge by name; options go to its constructor. Unknown names raise UserError listing the known ones."""
-    check_judge_name(name)
-    key = name.strip().lower()
-    if key in _FACTORIES:
-        return _FACTORIES[key](**options)
-    return _hf(name[3:].strip())(**options)
+    if _is_hf_id(name):
+        return _hf(name.strip()[3:].strip())(**options)
+    judge: Judge = JUDGES.build(name, **options)
+    return judge
 
 
 def build_judge(

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from rlvr_safety.atomic import write_text_atomic
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
 from rlvr_safety.report import frontier as fr
+from rlvr_safety.report.blocks import Block
 from rlvr_safety.report.judge_agreement import second_judge_blocks
 from rlvr_safety.report.objective import describes, objective_notes
 from rlvr_safety.report.plots import plot_curves, plot_drift, plot_frontier, plot_safety_capability
@@ -45,21 +45,6 @@ __all__ = ["build_report", "load_summary", "summary_headline"]
 SAMPLES_PER_MODEL = 3
 SAMPLE_CHARS = 1500
 BOUND_ORDER = ("pinsker", "bretagnolle_huber", "bernstein", "chi2")
-
-
-@dataclass
-class Block:
-    """One piece of a section: kind is h2, h3, p, findings, table, img or sample (extra = prompt, body = reply)."""
-
-    kind: str
-    text: str = ""
-    headers: Sequence[str] = ()
-    rows: Sequence[Sequence[object]] = ()
-    row_classes: Sequence[str | None] | None = None
-    path: Path | None = None
-    items: list[an.Finding] = field(default_factory=list)
-    extra: str = ""
-    body: str = ""
 
 
 def load_summary(study_dir: Path) -> dict[str, Any]:

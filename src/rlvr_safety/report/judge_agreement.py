@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlvr_safety.report import analysis as an
+from rlvr_safety.report.blocks import Block
 from rlvr_safety.report.tables import fmt_ci, fmt_num
 
 FLAG = "judges disagree"
@@ -79,8 +80,6 @@ def second_judge_text(summary: Mapping[str, Any], bench: str) -> str | None:
 
 def second_judge_blocks(summary: Mapping[str, Any], bench: str) -> Sequence[Any]:
     """Report blocks (a paragraph and a table) for one benchmark; empty when no second judge ran."""
-    from rlvr_safety.report.build import Block  # here, not at import: build imports this module
-
     text = second_judge_text(summary, bench)
     if text is None:
         return []

@@ -6,9 +6,11 @@ model or heavy library is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..registry import Registry
 from .config import RECIPES, CommonConfig, load_config, recipe_of
 
 __all__ = ["RECIPES", "load_config", "run_config", "run_recipe"]
@@ -20,22 +22,12 @@ def run_recipe(recipe: str, config_path: str | Path | None, overrides: list[str]
     return run_config(load_config(recipe, config_path, overrides), out, resume)
 
 
+# recipe name -> run(cfg, out, resume), imported on first use (configs validate without loading TRL)
+RUNNERS: Registry[Callable[..., dict[str, Any]]] = Registry("recipe")
+for _recipe in RECIPES:
+    RUNNERS.add(_recipe, f"rlvr_safety.training.{_recipe}:run")
+
+
 def run_config(cfg: CommonConfig, out: Path, resume: bool = False) -> dict[str, Any]:
     """Train an already validated recipe config (what the study passes: no file written and read back)."""
-    recipe = recipe_of(cfg)
-    out = Path(out)
-    if recipe == "rlvr":
-        from .rlvr import run as run_rlvr
-
-        return run_rlvr(cfg, out, resume)  # type: ignore[arg-type]
-    if recipe == "rlhf":
-        from .rlhf import run as run_rlhf
-
-        return run_rlhf(cfg, out, resume)  # type: ignore[arg-type]
-    if recipe == "sft":
-        from .sft import run as run_sft
-
-        return run_sft(cfg, out, resume)  # type: ignore[arg-type]
-    from .guard import run as run_guard
-
-    return run_guard(cfg, out, resume)  # type: ignore[arg-type]
+    return RUNNERS.get(recipe_of(cfg))(cfg, Path(out), resume)  # type: ignore[no-any-return]

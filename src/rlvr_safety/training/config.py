@@ -7,7 +7,7 @@ Unknown keys are rejected (extra="forbid"): a typo such as `bata: 0.1` must neve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -17,8 +17,8 @@ from rlvr_safety.errors import UserError
 from rlvr_safety.judges.registry import DEFAULT_JUDGE, JudgeName
 
 RECIPES = ("guard", "sft", "rlhf", "rlvr")
-ALGORITHMS = ("grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo")
 Algorithm = Literal["grpo", "dr_grpo", "dapo", "bnpo", "rloo", "reinforce_pp", "ppo"]
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)  # the one list (the study's methods and the recipes read it)
 KLMode = Literal["reward", "loss"]
 KL_MODES: tuple[KLMode, ...] = ("reward", "loss")
 # loss types whose normaliser weighs every completion alike whatever its length (a constant, or the batch's token
