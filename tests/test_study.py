@@ -57,7 +57,12 @@ def test_load_spec_errors(tmp_path):
 def test_presets_validate_and_plan():
     assert {"demo", "paper"} <= set(list_presets())
     demo = load_spec("demo", None)
-    assert demo.methods == ["sft", "rlhf:grpo", "rlvr:grpo", "rlvr:rloo"] and demo.betas == [0.05]
+    assert demo.methods == ["sft", "rlhf:grpo", "rlvr:grpo"] and len(demo.betas) >= 3
+    assert demo.certificate.source == "eval" and demo.eval.temperature == 1.0
+    runs = expand_runs(demo)
+    assert [r.beta for r in runs if r.method == "rlhf"] == demo.method_betas["rlhf:grpo"]
+    assert sorted(r.beta for r in runs if r.method == "rlvr") == sorted(demo.betas)
+    assert all(demo.run_config(r).kl_mode == "reward" for r in runs if r.method == "rlvr")
     paper = load_spec("paper", None)
     cost = describe_plan(paper)["cost"]
     assert cost["training_runs"] == 3 * 2 * (3 + 6 * 2 * 3) and cost["training_runs"] == len(expand_runs(paper))

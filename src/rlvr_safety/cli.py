@@ -366,6 +366,8 @@ def study_cmd(
         min=0.0, help="GPUs per training chain; default: the spec's resources (1 when the cluster has GPUs).")]
     = None,
     data_dir: DataDir = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library output (warnings, loading bars, trainer "
+                                                            "logs) too; it always goes to OUT/study.log.")] = False,
 ) -> None:
     """Run the whole comparison: guard -> forecast -> train -> eval -> certify -> report."""
     from .paths import check_text_file, writable_dir
@@ -403,9 +405,14 @@ def study_cmd(
             result = run_with_ray(spec, out, resume=resume, address=ray_address, num_cpus=ray_num_cpus,
                                   gpus_per_run=ray_gpus_per_run)
         else:
+            from .study.console import LOG_NAME, StudyDisplay, library_output
             from .study.runner import StudyRunner
 
-            result = StudyRunner(spec, out, resume=resume).run()
+            runner = StudyRunner(spec, out, resume=resume, progress=False)
+            with library_output(out, verbose) as terminal, \
+                    StudyDisplay(terminal, len(runner.stages), out / LOG_NAME) as display:
+                runner.display = display
+                result = runner.run()
     from .report import summary_headline
 
     summary = out / "summary.json"
@@ -413,7 +420,8 @@ def study_cmd(
         import json
 
         print(summary_headline(json.loads(summary.read_text())), flush=True)  # plain: a table must not wrap
-    console.print(f"study finished in {result['seconds']:.0f}s; report: {out / 'report.html'}")
+    console.print(f"study finished in {result['seconds']:.0f}s; report: {out / 'report.html'} (and report.md; "
+                  f"library output in {out / 'study.log'})", soft_wrap=True)
 
 
 @app.command("report")

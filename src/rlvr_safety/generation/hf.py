@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from ..progress import report
 from .base import Completion, GenerationParams, Prompt, chat_messages, derive_seed
 from .grad import no_grad
 
@@ -141,6 +142,7 @@ class HFGenerator:
                 for job, out in zip(batch, outs, strict=True):
                     results[job] = out
                 bar.update(len(batch))
+                report("generating", sum(len(x) for x in batches[:b + 1]), len(jobs))
         finally:
             bar.close()
         return [results[(i, s)] for i in range(len(prompts)) for s in range(params.n)]

@@ -42,9 +42,12 @@ def plan(spec: StudySpec) -> list[Stage]:
     for run in runs:
         stages.append(Stage(f"eval:{run.id}", "eval", (f"train:{run.id}",), {"model_id": run.id, "run": run}))
     if spec.certificate.enabled:
+        from_eval = spec.certificate.source == "eval"
         for run in runs:
-            stages.append(Stage(f"certify:{run.id}", "certify", (f"train:{run.id}", f"guard:{slug(run.base)}"),
-                                {"run": run}))
+            deps: tuple[str, ...] = (f"train:{run.id}", f"guard:{slug(run.base)}")
+            if from_eval:  # scores the evals' samples
+                deps += (f"eval:{run.id}", f"eval:{reference_id(run.base)}")
+            stages.append(Stage(f"certify:{run.id}", "certify", deps, {"run": run}))
     stages.append(Stage("report", "report", tuple(s.id for s in stages), {}))
     return stages
 

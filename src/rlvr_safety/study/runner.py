@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_json_atomic
 from ..errors import UserError
+from ..progress import reporting
 from ..store import Store
 from ..training.config import RLConfig
 from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
 from .spec import StudySpec
 
 if TYPE_CHECKING:
-    from ..training.config import CommonConfig
+    from ..generation.base import GenerationParams
+    from ..training.config import CommonConfig, GuardConfig
 
 log = logging.getLogger(__name__)
 STORE = "study.sqlite"
@@ -33,6 +35,7 @@ class StudyRunner:
     def __init__(self, spec: StudySpec, out: Path, resume: bool = False, progress: bool = True,
                  executors: dict[str, Callable[[Stage], dict[str, Any]]] | None = None) -> None:
         self.spec, self.out, self.progress = spec, Path(out), progress
+        self.display: Any = None  # a study.console.StudyDisplay, set by the CLI
         spec.check_configs()  # a spec built in code gets the same checks as one loaded from YAML
         self.stages = plan(spec)
         check_order(self.stages)
@@ -79,20 +82,32 @@ class StudyRunner:
                 continue
             if self.store.stage_status(stage.id) == "done":
                 log.info("[%d/%d] %s: done earlier, skipped", i, len(self.stages), stage.id)
+                if self.display is not None:
+                    self.display.skip(i, stage.id)
                 continue
             pending = [d for d in stage.deps if self.store.stage_status(d) != "done"]
             if pending:
                 raise RuntimeError(f"stage {stage.id} needs {pending} done first")
-            self._say(f"[{i}/{len(self.stages)}] {stage.id}")
+            if self.display is not None:
+                self.display.start(i, stage.id, stage_summary(self.spec, stage))
+            else:
+                self._say(f"[{i}/{len(self.stages)}] {stage.id}")
+            log.info("[%d/%d] %s: started", i, len(self.stages), stage.id)
             self.store.set_stage(stage.id, "running")
             t0 = time.time()
             try:
-                artifacts = self.executors[stage.kind](stage)
+                with reporting(self.display.sink if self.display is not None else None):
+                    artifacts = self.executors[stage.kind](stage)
             except BaseException as exc:
                 self.store.set_stage(stage.id, "failed", error=f"{type(exc).__name__}: {exc}")
+                if self.display is not None:
+                    self.display.fail(i, stage.id, type(exc).__name__)
                 raise
             artifacts = {**artifacts, "seconds": round(time.time() - t0, 2)}
             self.store.set_stage(stage.id, "done", artifacts=artifacts)
+            log.info("[%d/%d] %s: done in %.1f s", i, len(self.stages), stage.id, artifacts["seconds"])
+            if self.display is not None:
+                self.display.finish(i, stage.id)
 
     def _say(self, message: str) -> None:
         if self.progress:
@@ -123,9 +138,76 @@ class StudyRunner:
                 return {"reference": base, "guarded": False, "base_refusal_rate": base_rate, "judge": cfg.judge,
                         "reason": f"base refuses {base_rate:.2f} >= threshold {g.threshold}: guard not needed"}
         out = self.out / "models" / f"{slug(base)}_guard"
+        adapter = None if g.mode == "train" else self._guard_adapter(base)
+        if adapter is not None:
+            return {**self._check_guard_adapter(base, adapter, cfg, out), "base_refusal_rate": base_rate}
         info = self._train_recipe(cfg, out)
         return {"reference": info["model"], "guarded": True, "base_refusal_rate": base_rate, "judge": cfg.judge,
                 "train": info}
+
+    def _guard_adapter(self, base: str) -> Path | None:
+        """The adapter the guard stage checks instead of training: the shipped one, or the folder `guard.adapter`
+        names (None: train)."""
+        name = self.spec.guard.adapter
+        if name is None:
+            return None
+        if name == "shipped":
+            from ..assets import guard_adapter
+
+            return guard_adapter(base)
+        folder = Path(name).expanduser()
+        if not (folder / "adapter_config.json").is_file():
+            raise UserError(f"guard.adapter: {folder} holds no adapter_config.json; name a LoRA adapter folder, "
+                            "'shipped', or null to train")
+        return folder
+
+    def _check_guard_adapter(self, base: str, adapter: Path, cfg: GuardConfig, out: Path) -> dict[str, Any]:
+        """Copy the adapter into the study (over `base`) and check it: greedy refusal on the first `probe_n`
+        prompts its recipe held out (the check, not a reported metric) must reach `guard.threshold`."""
+        import shutil
+
+        from ..atomic import replace_dir_atomic
+        from ..data.records import Record
+        from ..evaluation.runner import evaluate_records
+        from ..generation.base import GenerationParams, get_generator
+        from ..judges.registry import build_judge
+        from ..models import model_fingerprint
+        from ..training.guard import split_harmful
+
+        g = self.spec.guard
+        target = out / "model"
+        if not (target / "adapter_config.json").exists():
+            def fill(tmp: Path) -> None:
+                for f in adapter.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, tmp / f.name)
+                meta = json.loads((tmp / "adapter_config.json").read_text())
+                meta["base_model_name_or_path"] = base
+                (tmp / "adapter_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+            replace_dir_atomic(target, fill)
+        provenance = json.loads((adapter / "provenance.json").read_text()) if (
+            adapter / "provenance.json").is_file() else {}
+        _, heldout = split_harmful(cfg)
+        records = [Record(id=f"guard-heldout/{i}", prompt=p, benchmark=cfg.harmful, label="harmful")
+                   for i, p in enumerate(heldout[:g.probe_n])]
+        params = GenerationParams(max_new_tokens=48, batch_size=self.spec.eval.batch_size)
+        model = str(target)
+        with Store(out / "check.sqlite") as store:
+            m = evaluate_records(store, model_fingerprint(model), cfg.harmful, records,
+                                 lambda: get_generator("hf", model), lambda: build_judge(cfg.judge),
+                                 params, params, progress=False)
+        rate = float(m["refusal_rate"]["rate"])
+        if rate < g.threshold:
+            raise UserError(f"guard adapter {adapter} refuses only {rate:.2f} of {len(records)} held-out harmful "
+                            f"prompts (< guard.threshold {g.threshold}); set guard.mode: train to train one")
+        shipped_cfg = provenance.get("config") or {}
+        same = all(shipped_cfg.get(k) == v for k, v in cfg.model_dump(mode="json").items()
+                   if k in shipped_cfg and k not in ("data_dir", "model", "save_adapter"))
+        return {"reference": model, "guarded": True, "judge": cfg.judge, "adapter": str(adapter),
+                "check": {"refusal_rate": rate, "n": len(records), "greedy": True, "max_new_tokens": 48},
+                "adapter_heldout_refusal": provenance.get("heldout_refusal"),
+                "config_matches_guard_config": same}
 
     def _refusal_rate(self, model: str, benchmark: str, n: int, out: Path, judge: str) -> float:
         """Refusal rate on the LAST n prompts of the guard's harmful source (its training split is seeded
@@ -167,6 +249,28 @@ class StudyRunner:
                 "stopped_by": info.get("stopped_by"), "kl_mode": info.get("kl_mode"),
                 "objective": info.get("objective"), "run": asdict(run)}
 
+    def eval_plan(self) -> tuple[list[str], list[str], dict[str, int | None]]:
+        """(safety benchmarks, capability benchmarks, limit of each) of every eval stage."""
+        from ..data import expand
+
+        e = self.spec.eval
+        safety_names = [s for s in e.suites if s != "capability"]
+        cap_names = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
+        safety = expand(safety_names) if safety_names else []
+        capability = expand(cap_names) if cap_names else []
+        # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
+        limits: dict[str, int | None] = {n: e.limit for n in safety}
+        limits.update({n: e.capability_limit or e.limit for n in capability})
+        limits.update({n: v for n, v in e.limits.items() if n in limits})
+        return safety, capability, limits
+
+    def safety_params(self) -> GenerationParams:
+        from ..generation.base import GenerationParams
+
+        e = self.spec.eval
+        return GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, temperature=e.temperature,
+                                top_p=1.0, seed=e.seed)
+
     def _eval(self, stage: Stage) -> dict[str, Any]:
         from ..evaluation.runner import EvalSpec, run_eval
         from ..generation.base import GenerationParams
@@ -178,23 +282,45 @@ class StudyRunner:
             model = self.reference(stage.params["base"])
         e = self.spec.eval
         out = self.out / "evals" / model_id
-        # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
-        payload: dict[str, Any] = {"benchmarks": {}}
-        safety = [s for s in e.suites if s != "capability"]
-        capability = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
-        groups = [(safety, e.limit), (capability, e.capability_limit or e.limit)]
-        for names, limit in groups:
-            if not names:
-                continue
-            spec = EvalSpec(model=model, benchmarks=names, out=out, limit=limit, data_dir=_path(self.spec.data_dir),
-                            judge=e.judge or self.spec.judge, second_judges=list(e.second_judges),
-                            safety_params=GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
-                            capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
-                                                               batch_size=e.batch_size))
-            result = run_eval(spec, progress=self.progress)
-            payload["benchmarks"].update(result["benchmarks"])
+        safety, capability, limits = self.eval_plan()
+        # one model load for every benchmark; generated task items come held out from every run's training items
+        records = {n: self._heldout_task_records(n, limits[n]) for n in capability if n == "arithmetic"}
+        spec = EvalSpec(model=model, benchmarks=safety + capability, out=out, limit=None,
+                        limits={n: v for n, v in limits.items() if v is not None}, records=records,
+                        data_dir=_path(self.spec.data_dir), judge=e.judge or self.spec.judge,
+                        second_judges=list(e.second_judges), safety_params=self.safety_params(),
+                        capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
+                                                           batch_size=e.batch_size),
+                        record_tokens=e.temperature == 1.0)
+        result = run_eval(spec, progress=self.progress)
+        payload: dict[str, Any] = {"benchmarks": result["benchmarks"],
+                                   "safety_sampling": {"temperature": e.temperature, "seed": e.seed,
+                                                       "max_new_tokens": e.max_new_tokens}}
+        if records:
+            payload["heldout_tasks"] = {n: {"seed": e.task_seed, "n": len(r)} for n, r in records.items()}
         write_json_atomic(out / "metrics_all.json", payload)
         return {"model": model, "metrics": str(out / "metrics_all.json")}
+
+    def _heldout_task_records(self, name: str, limit: int | None) -> list[Any]:
+        """Generated task items for evaluation (seed eval.task_seed), minus any question a run trains on, put to
+        the model exactly as training puts them (with the answer instruction)."""
+        from dataclasses import replace
+
+        from ..data import load_benchmark
+        from ..data.arithmetic import generate_problems
+
+        n = limit or 100
+        trained: set[str] = set()
+        for run in expand_runs(self.spec):
+            task = getattr(self.spec.run_config(run), "task", None)
+            if task is not None and task.name == name:
+                trained.update(p["question"] for p in generate_problems(n=task.limit or 256, seed=run.seed,
+                                                                        level=task.level))
+        pool = load_benchmark(name, limit=2 * n + 50, seed=self.spec.eval.task_seed)
+        from ..data.arithmetic import ANSWER_INSTRUCTION
+
+        kept = [replace(r, prompt=f"{r.prompt}\n{ANSWER_INSTRUCTION}") for r in pool if r.prompt not in trained]
+        return kept[:n]
 
     def _forecast(self, stage: Stage) -> dict[str, Any]:
         from ..evaluation.forecast import run_forecast
@@ -213,11 +339,23 @@ class StudyRunner:
         return {"forecast": str(out / "forecast.json"), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
     def _certify(self, stage: Stage) -> dict[str, Any]:
-        from ..evaluation.certify import run_certify
+        from ..evaluation.certify import certify_from_eval, run_certify
 
         run: RunSpec = stage.params["run"]
         c = self.spec.certificate
         out = self.out / "certificates" / run.id
+        if c.source == "eval":
+            from ..data import load_benchmark
+
+            safety, _, limits = self.eval_plan()
+            items = {n: [r.id for r in load_benchmark(n, data_dir=_path(self.spec.data_dir), limit=limits[n])
+                         if r.label == "harmful"] for n in safety}
+            ref_id = reference_id(run.base)
+            certify_from_eval(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
+                              policy_eval=self.out / "evals" / run.id, reference_eval=self.out / "evals" / ref_id,
+                              items={n: ids for n, ids in items.items() if ids}, params=self.safety_params(),
+                              out=out, judge=self.spec.eval.judge or self.spec.judge, measure=c.measure)
+            return {"certificate": str(out / "certificate.json"), "source": "eval"}
         run_certify(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
                     suite="safety5", limit=c.limit, judge=c.judge or self.spec.judge, measure=c.measure, out=out,
                     data_dir=_path(self.spec.data_dir), max_new_tokens=c.max_new_tokens)
@@ -231,6 +369,27 @@ class StudyRunner:
 
         paths = build_report(self.out)
         return {"summary": str(summary_path), **{k: str(v) for k, v in paths.items()}}
+
+
+def stage_summary(spec: StudySpec, stage: Stage) -> str:
+    """What a stage does, in a few words, for the progress display."""
+    p = stage.params
+    if stage.kind == "guard":
+        g = spec.guard
+        if g.mode == "off":
+            return "no guard"
+        return "train the guard recipe" if g.mode == "train" or g.adapter is None else "check the guard adapter"
+    if stage.kind == "forecast":
+        return f"forecast at beta {p['beta']:g}"
+    if stage.kind == "train":
+        run: RunSpec = p["run"]
+        beta = f" beta={run.beta:g}" if run.beta is not None else ""
+        return f"train {run.label}{beta}"
+    if stage.kind == "eval":
+        return "safety and task eval"
+    if stage.kind == "certify":
+        return "certificate from the eval's samples" if spec.certificate.source == "eval" else "certificate"
+    return "summary and report"
 
 
 def forecast_run(spec: StudySpec, base: str, domain: str, beta: float) -> RunSpec:

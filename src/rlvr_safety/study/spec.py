@@ -36,10 +36,17 @@ _Strict = StrictConfig
 
 
 class GuardSettings(_Strict):
-    """`auto`: train the guard stage only when the base model refuses less than `threshold` of held-out harmful
-    prompts (the untouched default model refuses almost none, so the demo gets guardrails to lose)."""
+    """`auto`: guard the base model only when it refuses less than `threshold` of held-out harmful prompts (the
+    untouched default model refuses almost none, so the demo gets guardrails to lose); `on`: guard it without
+    asking; `train`: always train the guard recipe (`config`); `off`: no guard stage.
 
-    mode: Literal["auto", "on", "off"] = "auto"
+    Guarding means: with an `adapter` for this base (the default model ships one, trained by the guard recipe with
+    the demo's `config`: src/rlvr_safety/assets/guard), load it and check it refuses at least `threshold` of
+    `probe_n` prompts the recipe held out; otherwise (or with `train`) train the guard recipe."""
+
+    mode: Literal["auto", "on", "off", "train"] = "auto"
+    adapter: str | None = Field(default="shipped", description="'shipped': the package's adapter for the default "
+                                "model; a folder: a LoRA adapter over the base; null: always train")
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     probe_benchmark: str = "advbench"
     probe_n: int = Field(default=16, ge=1)
@@ -56,6 +63,13 @@ class EvalSettings(_Strict):
     capability_max_new_tokens: int = Field(default=256, ge=1)
     batch_size: int = Field(default=16, ge=1)
     extra_benchmarks: list[str] = Field(default_factory=list, description="e.g. arithmetic (the training domain)")
+    limits: dict[str, int] = Field(default_factory=dict, description="per-benchmark limits (else limit / "
+                                   "capability_limit); a limit on xstest counts its safe and unsafe prompts together")
+    temperature: float = Field(default=0.0, ge=0.0, description="safety prompts: 0 = greedy; 1 = one sampled answer "
+                               "per prompt, which the certificate can score itself (certificate.source: eval)")
+    seed: int = Field(default=0, description="sampling seed of the safety answers")
+    task_seed: int = Field(default=4242, description="seed of the generated task items (arithmetic) evaluated: "
+                           "held out from the training seeds, and any item also in a run's training set is dropped")
     second_judges: list[str] = Field(
         default_factory=lambda: ["auto"],
         description="judges run again on the same responses, their agreement with `judge` reported per benchmark "
@@ -71,7 +85,13 @@ class ForecastSettings(_Strict):
 
 
 class CertificateSettings(_Strict):
+    """`source: sample` draws the certificate's own samples (`limit` harmful prompts per safety5 benchmark, `k`=1,
+    `max_new_tokens`); `source: eval` certifies the eval's own sampled answers to its harmful prompts (needs
+    `eval.temperature: 1`): one draw per prompt serves the safety numbers, the measured drift and the certificate,
+    and only two log-prob passes are added."""
+
     enabled: bool = True
+    source: Literal["sample", "eval"] = "sample"
     limit: int = Field(default=8, ge=1, description="probe prompts per safety benchmark")
     measure: bool = True
     max_new_tokens: int = Field(default=48, ge=1)
@@ -136,6 +156,9 @@ class StudySpec(_Strict):
     betas: list[float] = Field(default_factory=lambda: [0.05], min_length=1,
                                description="KL coefficients (checked by the RL recipe config: >= 0)")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    method_betas: dict[str, list[float]] = Field(
+        default_factory=dict, description="per method (e.g. 'rlhf:grpo'): its own betas instead of `betas`, e.g. one "
+        "RLHF baseline beside an RLVR beta sweep")
     train: dict[str, Any] = Field(default_factory=dict, description="settings shared by every training recipe")
     method_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per method ('sft', 'rlhf', 'rlvr' or e.g. 'rlvr:rloo') settings")
@@ -157,6 +180,23 @@ class StudySpec(_Strict):
         if len(set(methods)) != len(methods):
             raise ValueError("methods are listed twice")
         return methods
+
+    @model_validator(mode="after")
+    def _method_betas(self) -> StudySpec:
+        for key, betas in self.method_betas.items():
+            if key not in self.methods or key == "sft":
+                raise ValueError(f"method_betas.{key}: not an RL method of this study; use one of "
+                                 f"{', '.join(m for m in self.methods if m != 'sft')}")
+            if not betas:
+                raise ValueError(f"method_betas.{key}: give at least one beta")
+        return self
+
+    @model_validator(mode="after")
+    def _certificate_source(self) -> StudySpec:
+        if self.certificate.enabled and self.certificate.source == "eval" and self.eval.temperature != 1.0:
+            raise ValueError("certificate.source: eval needs eval.temperature: 1 (the certificate's log-probs must "
+                             "describe the sampler); or use certificate.source: sample")
+        return self
 
     @model_validator(mode="after")
     def _overrides_name_methods(self) -> StudySpec:
@@ -239,7 +279,7 @@ def expand_runs(spec: StudySpec) -> list[RunSpec]:
         for domain in spec.domains:
             for method in spec.methods:
                 kind, _, algorithm = method.partition(":")
-                for beta in spec.betas:
+                for beta in spec.method_betas.get(method, spec.betas):
                     for seed in spec.seeds:
                         run = RunSpec(base, domain, kind, algorithm or None, None if kind == "sft" else beta, seed)
                         if run.id not in seen:

@@ -198,8 +198,11 @@ class RunCallback(TrainerCallback):
         return stop
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+        from rlvr_safety.progress import report
+
         from .distributed import broadcast_from_main
 
+        report(f"{self.run_id} steps", state.global_step, state.max_steps)
         due = model is not None and any(state.global_step % m.every == 0 for m in self.monitors)
         if not due:
             return control

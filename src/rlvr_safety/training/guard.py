@@ -70,7 +70,7 @@ def guard_dataset(cfg: GuardConfig, model: Any, tokenizer: Any) -> tuple[Any, li
 
     train, heldout = split_harmful(cfg)
     benign = benign_prompts(cfg)
-    answers = greedy_responses(model, tokenizer, benign, cfg.benign_max_new_tokens)
+    answers = greedy_responses(model, tokenizer, benign, cfg.benign_max_new_tokens, batch_size=64)
     rng = random.Random(f"guard-refusals:{cfg.seed}")
     rows = [{"prompt": common.messages(p), "completion": [{"role": "assistant", "content": rng.choice(REFUSALS)}]}
             for p in train]
