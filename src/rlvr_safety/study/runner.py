@@ -250,19 +250,7 @@ class StudyRunner:
                 "objective": info.get("objective"), "run": asdict(run)}
 
     def eval_plan(self) -> tuple[list[str], list[str], dict[str, int | None]]:
-        """(safety benchmarks, capability benchmarks, limit of each) of every eval stage."""
-        from ..data import expand
-
-        e = self.spec.eval
-        safety_names = [s for s in e.suites if s != "capability"]
-        cap_names = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
-        safety = expand(safety_names) if safety_names else []
-        capability = expand(cap_names) if cap_names else []
-        # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
-        limits: dict[str, int | None] = {n: e.limit for n in safety}
-        limits.update({n: e.capability_limit or e.limit for n in capability})
-        limits.update({n: v for n, v in e.limits.items() if n in limits})
-        return safety, capability, limits
+        return eval_plan(self.spec)
 
     def safety_params(self) -> GenerationParams:
         from ..generation.base import GenerationParams
@@ -371,6 +359,22 @@ class StudyRunner:
         return {"summary": str(summary_path), **{k: str(v) for k, v in paths.items()}}
 
 
+def eval_plan(spec: StudySpec) -> tuple[list[str], list[str], dict[str, int | None]]:
+    """(safety benchmarks, capability benchmarks, limit of each) of every eval stage."""
+    from ..data import expand
+
+    e = spec.eval
+    safety_names = [s for s in e.suites if s != "capability"]
+    cap_names = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
+    safety = expand(safety_names) if safety_names else []
+    capability = expand(cap_names) if cap_names else []
+    # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
+    limits: dict[str, int | None] = {n: e.limit for n in safety}
+    limits.update({n: e.capability_limit or e.limit for n in capability})
+    limits.update({n: v for n, v in e.limits.items() if n in limits})
+    return safety, capability, limits
+
+
 def stage_summary(spec: StudySpec, stage: Stage) -> str:
     """What a stage does, in a few words, for the progress display."""
     p = stage.params
@@ -425,7 +429,7 @@ def describe_plan(spec: StudySpec) -> dict[str, Any]:
     runs = expand_runs(spec)
     steps = sum(spec.run_config(run).max_steps for run in runs)
     n_models = len(runs) + len(spec.base_models)
-    per_model_prompts = (spec.eval.limit or 0) * 5 + (spec.eval.capability_limit or spec.eval.limit or 0) * 4
+    per_model_prompts = sum(n or 0 for n in eval_plan(spec)[2].values())
     judges = {s.id: spec.stage_judges(s.kind, run=s.params.get("run"), base=s.params.get("base"))
               for s in stages}
     return {"runs": [r.id for r in runs], "stages": [s.id for s in stages], "judges": judges,
