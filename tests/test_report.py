@@ -23,6 +23,7 @@ from rlvr_safety.report import (
     violations,
 )
 from rlvr_safety.report.plots import pareto_front
+from rlvr_safety.report.schema import ForecastSummary, ModelEntry, Sample, StudyInfo, Summary
 from rlvr_safety.report.tables import md_code_block, render_text_table
 from rlvr_safety.stats import proportion
 from rlvr_safety.theory.certificate import certify, check_measured
@@ -126,7 +127,8 @@ def make_summary(
     rng = np.random.default_rng(0)
     g = (rng.random((20, 8)) < 0.4).astype(float)
     s = (rng.random((20, 8)) < 0.9).astype(float)
-    fc = forecast(g, s, 0.05, n_resamples=200).to_dict()
+    fc = {k: v for k, v in forecast(g, s, 0.05, n_resamples=200).to_dict().items()
+          if k not in ("per_prompt", "prompt_ids")}
     steps = range(0, 50, 10)
     curves = {
         mid: {
@@ -148,15 +150,16 @@ def make_summary(
         }
         for mid, _, _ in MODELS
     ]
-    return {
-        "study": {"name": "demo", "preset": "demo", "wall_s": 1234.5, "spec": {}},
-        "judge": JUDGE,
-        "reference_id": "reference",
-        "models": models,
-        "forecast": {"math": fc},
-        "curves": curves,
-        "samples": samples,
-    }
+    # built through the schema the study writes (report/schema.py), as the study's write_summary does
+    return Summary(
+        study=StudyInfo(name="demo", preset="demo", wall_s=1234.5),
+        judge=JUDGE,
+        reference_id="reference",
+        models=[ModelEntry(**m) for m in models],
+        forecast={"math@b0.05": ForecastSummary(domain="math", task="math-train", k=8, **fc)},
+        curves=curves,
+        samples=[Sample(**s) for s in samples],
+    ).model_dump(mode="json")
 
 
 def _write(tmp_path: Path, summary: dict[str, Any]) -> Path:
@@ -338,15 +341,30 @@ def test_missing_parts_read_not_run(tmp_path: Path) -> None:
     assert set(out) == {"markdown", "html"}
 
 
-def test_malformed_optional_parts_do_not_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("part", "value", "field"), [
+    ("curves", {"odd": {"reward": [[1, None], "bad", [2]]}}, "curves.odd.reward"),
+    ("samples", [{"model_id": 1}, "junk"], "samples.0"),
+    ("study", None, "study"),
+    ("forecast", {"math": [1, 2]}, "forecast.math"),
+    ("models", [{"id": "m", "method": "rlvr", "bata": 0.1}], "models.0.bata"),
+])
+def test_a_summary_off_the_schema_is_one_line_naming_the_field(tmp_path: Path, part: str, value: Any,
+                                                                field: str) -> None:
+    summary = make_summary()
+    summary[part] = value
+    with pytest.raises(UserError, match=field.replace(".", r"\.")) as exc:
+        build_report(_write(tmp_path, summary))
+    assert "summary schema" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_optional_parts_left_out_read_not_run(tmp_path: Path) -> None:
     summary = make_summary()
     summary["models"][1]["eval"] = None
     summary["models"][2]["certificate"] = {"overall": None, "measured": None}
     summary["models"][3]["certificate"]["measured"] = None
-    summary["curves"] = {"odd": {"reward": [[1, None], "bad", [2]], "kl_k1": []}, "x": None}
-    summary["samples"] = [{"model_id": 1}, "junk"]
-    summary["forecast"] = {"math": None}
-    summary["study"] = None
+    summary["curves"] = {"odd": {"reward": [], "kl_k1": []}}
+    summary["samples"] = []
+    summary["forecast"] = None
     out = build_report(_write(tmp_path, summary))
     md = out["markdown"].read_text()
     assert "guard (guard, seed 0) | not run | not run" in md

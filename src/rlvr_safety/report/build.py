@@ -15,7 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rlvr_safety.atomic import write_text_atomic
+from rlvr_safety.config import one_line
 from rlvr_safety.errors import UserError
 from rlvr_safety.report import analysis as an
 from rlvr_safety.report import frontier as fr
@@ -23,6 +26,7 @@ from rlvr_safety.report.blocks import Block
 from rlvr_safety.report.judge_agreement import second_judge_blocks
 from rlvr_safety.report.objective import describes, objective_notes
 from rlvr_safety.report.plots import plot_curves, plot_drift, plot_frontier, plot_safety_capability
+from rlvr_safety.report.schema import Summary
 from rlvr_safety.report.tables import (
     NOT_RUN,
     cert_level,
@@ -58,7 +62,11 @@ def load_summary(study_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON ({exc}); rerun the study to rewrite it") from exc
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+    try:
+        return Summary.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        raise UserError(one_line(exc, f"{path} does not match the summary schema (report/schema.py)",
+                                 "rerun the study to rewrite it")) from None
 
 
 def _ref(summary: Mapping[str, Any]) -> str:
@@ -247,8 +255,9 @@ def _forecast_for(summary: Mapping[str, Any], model: Mapping[str, Any]) -> float
     if isinstance(model.get("forecast_drift"), (int, float)):
         return float(model["forecast_drift"])
     fc = summary.get("forecast")
-    if isinstance(fc, Mapping) and model.get("domain") in fc:
-        entry = fc[model["domain"]]
+    for key, entry in (fc or {}).items():  # keys are "<domain>@b<beta>"; entries name their domain and beta
+        if not isinstance(entry, Mapping) or (entry.get("domain") or key.split("@", 1)[0]) != model.get("domain"):
+            continue
         same_beta = (
             entry.get("beta") is None or model.get("beta") is None or entry.get("beta") == model.get("beta")
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_json_atomic
+from ..report.schema import ForecastSummary, ModelEntry, Sample, StudyInfo, Summary
 from ..store import Store
 from .grid import expand_runs, reference_id, slug
 
@@ -108,9 +109,10 @@ def write_summary(runner: StudyRunner) -> Path:
         if stage.kind == "forecast":
             fc = _read(runner.artifacts(stage.id).get("forecast"))
             if fc is not None:  # the report reads the summary numbers at top level, as in Forecast.to_dict()
-                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = {
-                    **(fc.get("summary") or {}), "beta": stage.params["beta"], "task": fc.get("task"),
-                    "k": fc.get("k"), "top_dual_use": fc.get("top_dual_use"), "notes": fc.get("notes")}
+                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = ForecastSummary(**{
+                    **(fc.get("summary") or {}), "domain": stage.params["domain"], "beta": stage.params["beta"],
+                    "task": fc.get("task"), "k": fc.get("k"), "top_dual_use": fc.get("top_dual_use"),
+                    "notes": fc.get("notes")})
     for base in spec.base_models:
         ref = reference_id(base)
         guard = runner.artifacts(f"guard:{slug(base)}")
@@ -127,28 +129,29 @@ def write_summary(runner: StudyRunner) -> Path:
         cert = (certificate_for_report(_read(runner.artifacts(f"certify:{run.id}").get("certificate")))
                 if spec.certificate.enabled else None)
         fc = forecasts.get(f"{run.domain}@b{run.beta:g}") if run.beta is not None else None
+        fc_drift = fc.mean_drift if fc else None
         kl_mode, objective = _train_objective(runner, run.id, train) if run.method != "sft" else (None, None)
         unpaired = forecast_pairing(run.method, objective) if fc else None
         models.append({"id": run.id, "method": run.method, "algorithm": run.algorithm, "domain": run.domain,
                        "beta": run.beta, "seed": run.seed, "path": train.get("model"),
                        "kl_mode": kl_mode, "objective": objective if run.method != "sft" else "likelihood",
                        "eval": evals.get("benchmarks", {}), "certificate": cert,
-                       "forecast_drift": fc.get("mean_drift") if fc and unpaired is None else None,
+                       "forecast_drift": fc_drift if unpaired is None else None,
                        "forecast_unpaired": unpaired})
         curves[run.id] = _curves(train.get("store"))
         samples += _samples(out / "evals" / run.id, run.id)
     study_row = runner.store.query("SELECT started FROM runs WHERE run_id='study'")
 
-    summary = {
-        "study": {"name": spec.name, "preset": None, "spec": json.loads(spec.model_dump_json()),
-                  "wall_s": (time.time() - study_row[0]["started"]) if study_row else None},
-        "judge": _judge_info(models),
-        "reference_id": reference_id(spec.base_models[0]),
-        "models": models,
-        "forecast": forecasts or None,
-        "curves": curves,
-        "samples": samples,
-    }
+    summary = Summary(
+        study=StudyInfo(name=spec.name, spec=json.loads(spec.model_dump_json()),
+                        wall_s=(time.time() - study_row[0]["started"]) if study_row else None),
+        judge=_judge_info(models),
+        reference_id=reference_id(spec.base_models[0]),
+        models=[ModelEntry(**m) for m in models],
+        forecast=forecasts or None,
+        curves=curves,
+        samples=[Sample(**s) for s in samples],
+    )
     path = out / "summary.json"
-    write_json_atomic(path, summary)
+    write_json_atomic(path, summary.model_dump(mode="json"))
     return path
