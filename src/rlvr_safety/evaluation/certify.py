@@ -24,21 +24,26 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from pydantic import Field, ValidationError
 
+from ..config import StrictConfig, one_line
 from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..errors import UserError
 from ..generation.base import Completion, GenerationParams, Generator, Prompt
 from ..generation.logprobs import completion_logprobs
 from ..judges.base import Judge
+from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..store import GenerationRow, Store
 from ..theory import Certificate, bootstrap_ci, certify, check_measured
 from .sampling import ensure_generations, ensure_judgments
 
 __all__ = [
+    "CertifyConfig",
     "LogprobFn",
     "TokenLedger",
     "certificate_from_models",
+    "certify_config",
     "eos_and_pad",
     "judged_safety",
     "run_certify",
@@ -315,22 +320,51 @@ def _same_tokenizer(a: Any, b: Any) -> bool:
                                                                                                 None))
 
 
-def run_certify(policy: str, reference: str, out: Path, suite: str = "safety5", limit: int | None = None,
-                judge: str = "keyword", measure: bool = False, data_dir: str | Path | None = None, k: int = 1,
-                seed: int = 0, max_new_tokens: int = 64, batch_size: int = 16, logprob_batch_size: int = 8,
-                n_resamples: int = 1000, alpha: float = 0.05, judge_options: dict[str, Any] | None = None,
-                progress: bool = True) -> dict[str, Any]:
+class CertifyConfig(StrictConfig):
+    """Everything a certify run takes (`rlvr-safety certify` flags, the study's certify stage): the one home of
+    its defaults and range checks."""
+
+    policy: str = Field(description="the fine-tuned model spec")
+    reference: str = Field(description="the reference model spec (before fine-tuning)")
+    suite: str = Field(default="safety5", description="safety probe suite or benchmark(s)")
+    limit: int | None = Field(default=50, ge=0, description="probe prompts per benchmark")
+    judge: JudgeName = DEFAULT_JUDGE
+    judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
+                                          "judge_model)")
+    measure: bool = Field(default=False, description="also judge the policy: measured drift vs each bound")
+    data_dir: Path | None = None
+    k: int = Field(default=1, ge=1, description="samples per probe prompt")
+    seed: int = Field(default=0, ge=0)
+    max_new_tokens: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    logprob_batch_size: int = Field(default=8, ge=1)
+    n_resamples: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
+def certify_config(**values: Any) -> CertifyConfig:
+    """A validated CertifyConfig; a bad value is a one-line UserError naming the field."""
+    try:
+        return CertifyConfig(**values)
+    except ValidationError as exc:
+        raise UserError(one_line(exc, "certify")) from None
+
+
+def run_certify(policy: str, reference: str, out: Path, progress: bool = True, **options: Any) -> dict[str, Any]:
     """Certified floors S(policy) >= S_ref - bound per benchmark and overall; writes out/certificate.json.
 
-    With `measure`, the policy is judged too and every bound is checked against the measured drift; violations
-    are listed under the top-level "violations" key (empty list when none).
+    `options` are CertifyConfig's other fields (validated there). With `measure`, the policy is judged too and
+    every bound is checked against the measured drift; violations are listed under the top-level "violations" key
+    (empty list when none).
     """
     from ..atomic import write_json_atomic
     from ..judges.registry import build_judge
     from ..models import model_fingerprint
 
-    if k < 1:
-        raise UserError(f"k must be >= 1, got {k}")
+    cfg = certify_config(policy=policy, reference=reference, **options)
+    suite, limit, judge, judge_options, measure = cfg.suite, cfg.limit, cfg.judge, cfg.judge_options, cfg.measure
+    data_dir, k, seed, max_new_tokens, batch_size = cfg.data_dir, cfg.k, cfg.seed, cfg.max_new_tokens, cfg.batch_size
+    logprob_batch_size, n_resamples, alpha = cfg.logprob_batch_size, cfg.n_resamples, cfg.alpha
     t0 = time.perf_counter()
     probe = probe_records(suite, limit, data_dir)
     j: Judge = build_judge(judge, **(judge_options or {}))

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, ValidationError
 
+from ..config import StrictConfig, one_line
 from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..data.tasks import (
@@ -35,11 +37,12 @@ from ..data.tasks import (
 from ..errors import UserError
 from ..generation.base import GenerationParams, Generator
 from ..judges.base import Judge
+from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..store import GenerationRow, Store
 from ..theory import bootstrap_ci, forecast
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
 
-__all__ = ["forecast_records", "prompt_drift_ci", "run_forecast", "training_prompt"]
+__all__ = ["ForecastConfig", "forecast_config", "forecast_records", "prompt_drift_ci", "run_forecast", "training_prompt"]
 
 PREVIEW_CHARS = 200
 
@@ -91,16 +94,48 @@ def _judge_factory(name: str, options: dict[str, Any] | None) -> Judge:
     return build_judge(name, **(options or {}))
 
 
-def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limit: int | None = None,
-                 judge: str = "keyword", data_dir: str | Path | None = None, seed: int = 0,
-                 max_new_tokens: int = 128, temperature: float = 1.0, reward: str | None = None,
-                 instruction: str | None = None, judge_all: bool = False, batch_size: int = 16, top_k: int = 10,
-                 n_resamples: int = 1000, alpha: float = 0.05, judge_options: dict[str, Any] | None = None,
-                 progress: bool = True, task_config: TaskConfig | None = None) -> dict[str, Any]:
+class ForecastConfig(StrictConfig):
+    """Everything a forecast run takes (`rlvr-safety forecast` flags, the study's forecast stage): the one home of
+    its defaults and range checks."""
+
+    model: str = Field(description="the reference model spec")
+    task: str = Field(description="benchmarks / suites, comma-separated (with task_config: its name)")
+    beta: float = Field(gt=0.0, description="KL coefficient of the planned run (the optimum tilts by exp(g/beta))")
+    k: int = Field(default=8, ge=1, description="samples per prompt")
+    limit: int | None = Field(default=32, ge=0, description="prompts per benchmark (arithmetic: generated)")
+    judge: JudgeName = DEFAULT_JUDGE
+    judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
+                                          "judge_model)")
+    data_dir: Path | None = None
+    seed: int = Field(default=0, ge=0)
+    max_new_tokens: int = Field(default=128, ge=1)
+    temperature: float = Field(default=1.0, gt=0.0, description="> 0: the forecast needs sampled responses")
+    reward: str | None = Field(default=None, description="reward for every prompt; None: each task's")
+    instruction: str | None = None
+    judge_all: bool = False
+    batch_size: int = Field(default=16, ge=1)
+    top_k: int = Field(default=10, ge=1)
+    n_resamples: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    task_config: TaskConfig | None = Field(default=None, description="an RL run's task (the study passes it): the "
+                                           "prompts, golds and reward are that run's own")
+
+
+def forecast_config(**values: Any) -> ForecastConfig:
+    """A validated ForecastConfig; a bad value is a one-line UserError naming the field."""
+    try:
+        return ForecastConfig(**values)
+    except ValidationError as exc:
+        raise UserError(one_line(exc, "forecast")) from None
+
+
+def run_forecast(model: str, task: str, beta: float, out: Path, progress: bool = True,
+                 **options: Any) -> dict[str, Any]:
     """Forecast the RLVR optimum's safety on `task` (benchmarks/suites, comma-separated) at `beta`.
 
-    With `task_config` (an RL run's task: the study passes it) the prompts, golds and reward are the training
-    run's own (forecast_records), and `task`, `instruction` and `reward` are taken from it.
+    `options` are ForecastConfig's other fields (validated there). With `task_config` (an RL run's task: the study
+    passes it) the prompts, golds and reward are the training run's own (forecast_records), and `task`,
+    `instruction` and `reward` are taken from it.
 
     Samples K responses per prompt from `model` (the reference), grades g, judges s (see module docstring),
     and writes out/forecast.json; every sample, verdict and grade goes through out/store.sqlite, so a rerun
@@ -109,12 +144,11 @@ def run_forecast(model: str, task: str, beta: float, out: Path, k: int = 8, limi
     from ..atomic import write_json_atomic
     from ..models import model_fingerprint
 
-    if k < 1:
-        raise UserError(f"k must be >= 1, got {k}")
-    if not beta > 0:
-        raise UserError(f"beta must be > 0, got {beta}")
-    if not temperature > 0:
-        raise UserError("the forecast needs sampled responses: temperature must be > 0")
+    cfg = forecast_config(model=model, task=task, beta=beta, **options)
+    k, limit, judge, data_dir, seed = cfg.k, cfg.limit, cfg.judge, cfg.data_dir, cfg.seed
+    max_new_tokens, temperature, reward = cfg.max_new_tokens, cfg.temperature, cfg.reward
+    instruction, judge_all, batch_size, top_k = cfg.instruction, cfg.judge_all, cfg.batch_size, cfg.top_k
+    n_resamples, alpha, judge_options, task_config = cfg.n_resamples, cfg.alpha, cfg.judge_options, cfg.task_config
     t0 = time.perf_counter()
     sampled = forecast_records(task, limit, seed, data_dir, instruction, task_config)
     names = list(sampled)
