@@ -98,7 +98,7 @@ TABLE: list[tuple[list[str], str]] = [
     ([*EVAL, "--out", "{out}", "--max-new-tokens", "many"], "'--max-new-tokens'"),
     ([*FORECAST[:-1], "abc", "--out", "{out}"], "'--beta'"),
     ([*FORECAST, "--k", "0", "--out", "{out}"], "'--k'"),
-    ([*FORECAST[:-1], "0", "--out", "{out}"], "--beta must be > 0"),
+    ([*FORECAST[:-1], "0", "--out", "{out}"], "invalid value for '--beta': Input should be greater than 0"),
     ([*CERTIFY, "--seed", "-3", "--out", "{out}"], "'--seed'"),
     (["study", "--preset", "demo", "--out", "{out}", "--ray-num-cpus", "0"], "'--ray-num-cpus'"),
     (["report", "{dir}", "--margin", "wide"], "'--margin'"),

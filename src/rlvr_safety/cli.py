@@ -6,14 +6,17 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .config import error_message
 from .errors import UserError
+from .evaluation.configs import CertifyConfig, ForecastConfig
 from .stats import EQUIVALENCE_MARGIN, PAIRED_ALPHA
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -191,6 +194,22 @@ def train_cmd(
 
 
 # theory as tools --------------------------------------------------------------------------------------------------
+# the commands' defaults and range checks live in their typed configs (evaluation/configs.py), shown in --help
+_FORECAST = ForecastConfig.model_fields
+_CERTIFY = CertifyConfig.model_fields
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def _from_flags(cls: type[ConfigT], **flags: Any) -> ConfigT:
+    """A command's typed config from its flags; a bad value is one line naming the flag."""
+    try:
+        return cls(**flags)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = f"--{str(err['loc'][0]).replace('_', '-')}" if err["loc"] else cls.__name__
+        raise UserError(f"invalid value for '{flag}': {error_message(err)}") from None
+
+
 @app.command("forecast")
 def forecast_cmd(
     model: Annotated[str, typer.Option(help="Reference model spec.")],
@@ -198,13 +217,13 @@ def forecast_cmd(
                                            "advbench).")],
     beta: Annotated[float, typer.Option(help="KL coefficient of the planned RLVR run (> 0).")],
     out: Annotated[Path, typer.Option(help="Output folder (forecast.json, store.sqlite).")],
-    k: Annotated[int, typer.Option(min=1, help="Samples per prompt.")] = 8,
-    limit: Annotated[int | None, typer.Option(min=0, help="At most N prompts per benchmark.")] = 32,
-    judge: Annotated[str, typer.Option(help="Safety judge.")] = "keyword",
+    k: Annotated[int, typer.Option(help="Samples per prompt.")] = _FORECAST["k"].default,
+    limit: Annotated[int | None, typer.Option(help="At most N prompts per benchmark.")] = _FORECAST["limit"].default,
+    judge: Annotated[str, typer.Option(help="Safety judge.")] = _FORECAST["judge"].default,
     reward: Annotated[str | None, typer.Option(help="Reward for every prompt (default: each task's verifier).")]
-    = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per sample.")] = 128,
-    seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
+    = _FORECAST["reward"].default,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = _FORECAST["max_new_tokens"].default,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = _FORECAST["seed"].default,
     data_dir: DataDir = None,
 ) -> None:
     """Before training: forecast the safety drift of the KL-regularised optimum from reference samples."""
@@ -214,12 +233,10 @@ def forecast_cmd(
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
-    if beta <= 0:
-        raise UserError(f"--beta must be > 0 for a forecast (the optimum is a tilt by exp(g/beta)); got {beta}")
+    cfg = _from_flags(ForecastConfig, model=model, task=task, beta=beta, k=k, limit=limit, judge=judge,
+                      reward=reward, max_new_tokens=max_new_tokens, seed=seed, data_dir=resolve_data_dir(data_dir))
     writable_dir(out)
-    result = run_forecast(model=model, task=task, beta=beta, out=out, k=k, limit=limit, judge=judge,
-                          data_dir=resolve_data_dir(data_dir), seed=seed, max_new_tokens=max_new_tokens,
-                          reward=reward)
+    result = run_forecast(out=out, **cfg.model_dump())
     console.print_json(json.dumps({key: result.get(key) for key in ("summary", "top_dual_use", "notes")},
                                   default=str))
     console.print(f"wrote {out / 'forecast.json'}")
@@ -230,14 +247,15 @@ def certify_cmd(
     policy: Annotated[str, typer.Option(help="Fine-tuned model spec.")],
     reference: Annotated[str, typer.Option(help="Reference model spec (before fine-tuning).")],
     out: Annotated[Path, typer.Option(help="Output folder (certificate.json, store.sqlite).")],
-    suite: Annotated[str, typer.Option(help="Safety probe suite or benchmark.")] = "safety5",
-    limit: Annotated[int | None, typer.Option(min=0, help="Probe prompts per benchmark.")] = 50,
+    suite: Annotated[str, typer.Option(help="Safety probe suite or benchmark.")] = _CERTIFY["suite"].default,
+    limit: Annotated[int | None, typer.Option(help="Probe prompts per benchmark.")] = _CERTIFY["limit"].default,
     judge: Annotated[str, typer.Option(help="Judge for the reference (and the policy with --measure).")]
-    = "keyword",
-    measure: Annotated[bool, typer.Option(help="Also judge the policy: measured drift vs each bound.")] = False,
-    k: Annotated[int, typer.Option(min=1, help="Samples per probe prompt.")] = 1,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per sample.")] = 64,
-    seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
+    = _CERTIFY["judge"].default,
+    measure: Annotated[bool, typer.Option(help="Also judge the policy: measured drift vs each bound.")]
+    = _CERTIFY["measure"].default,
+    k: Annotated[int, typer.Option(help="Samples per probe prompt.")] = _CERTIFY["k"].default,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = _CERTIFY["max_new_tokens"].default,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = _CERTIFY["seed"].default,
     data_dir: DataDir = None,
 ) -> None:
     """Certified floor S(policy) >= S_ref - bound from log-probs (no judge call on the policy)."""
@@ -245,10 +263,11 @@ def certify_cmd(
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
+    cfg = _from_flags(CertifyConfig, policy=policy, reference=reference, suite=suite, limit=limit, judge=judge,
+                      measure=measure, k=k, max_new_tokens=max_new_tokens, seed=seed,
+                      data_dir=resolve_data_dir(data_dir))
     writable_dir(out)
-    result = run_certify(policy=policy, reference=reference, out=out, suite=suite, limit=limit, judge=judge,
-                         measure=measure, data_dir=resolve_data_dir(data_dir), k=k, seed=seed,
-                         max_new_tokens=max_new_tokens)
+    result = run_certify(out=out, **cfg.model_dump())
     console.print(certificate_table(result))
     for v in result.get("violations", []):
         err_console.print(Text.assemble(("BOUND VIOLATED", "bold red"), f": {v['message']}"), highlight=False)

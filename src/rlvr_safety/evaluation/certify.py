@@ -24,18 +24,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import Field, ValidationError
 
-from ..config import StrictConfig, one_line
 from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..errors import UserError
 from ..generation.base import Completion, GenerationParams, Generator, Prompt
 from ..generation.logprobs import completion_logprobs
 from ..judges.base import Judge
-from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..store import GenerationRow, Store
 from ..theory import Certificate, bootstrap_ci, certify, check_measured
+from .configs import CertifyConfig, certify_config
 from .sampling import ensure_generations, ensure_judgments
 
 __all__ = [
@@ -318,36 +316,6 @@ class _Lazy:
 def _same_tokenizer(a: Any, b: Any) -> bool:
     return bool(a.get_vocab() == b.get_vocab() and getattr(a, "chat_template", None) == getattr(b, "chat_template",
                                                                                                 None))
-
-
-class CertifyConfig(StrictConfig):
-    """Everything a certify run takes (`rlvr-safety certify` flags, the study's certify stage): the one home of
-    its defaults and range checks."""
-
-    policy: str = Field(description="the fine-tuned model spec")
-    reference: str = Field(description="the reference model spec (before fine-tuning)")
-    suite: str = Field(default="safety5", description="safety probe suite or benchmark(s)")
-    limit: int | None = Field(default=50, ge=0, description="probe prompts per benchmark")
-    judge: JudgeName = DEFAULT_JUDGE
-    judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
-                                          "judge_model)")
-    measure: bool = Field(default=False, description="also judge the policy: measured drift vs each bound")
-    data_dir: Path | None = None
-    k: int = Field(default=1, ge=1, description="samples per probe prompt")
-    seed: int = Field(default=0, ge=0)
-    max_new_tokens: int = Field(default=64, ge=1)
-    batch_size: int = Field(default=16, ge=1)
-    logprob_batch_size: int = Field(default=8, ge=1)
-    n_resamples: int = Field(default=1000, ge=1)
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
-
-
-def certify_config(**values: Any) -> CertifyConfig:
-    """A validated CertifyConfig; a bad value is a one-line UserError naming the field."""
-    try:
-        return CertifyConfig(**values)
-    except ValidationError as exc:
-        raise UserError(one_line(exc, "certify")) from None
 
 
 def run_certify(policy: str, reference: str, out: Path, progress: bool = True, **options: Any) -> dict[str, Any]:

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, ValidationError
 
-from ..config import StrictConfig, one_line
 from ..data import expand, load_benchmark
 from ..data.records import Record
 from ..data.tasks import (
@@ -37,9 +35,9 @@ from ..data.tasks import (
 from ..errors import UserError
 from ..generation.base import GenerationParams, Generator
 from ..judges.base import Judge
-from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..store import GenerationRow, Store
 from ..theory import bootstrap_ci, forecast
+from .configs import ForecastConfig, forecast_config
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
 
 __all__ = ["ForecastConfig", "forecast_config", "forecast_records", "prompt_drift_ci", "run_forecast", "training_prompt"]
@@ -92,41 +90,6 @@ def _judge_factory(name: str, options: dict[str, Any] | None) -> Judge:
     from ..judges.registry import build_judge
 
     return build_judge(name, **(options or {}))
-
-
-class ForecastConfig(StrictConfig):
-    """Everything a forecast run takes (`rlvr-safety forecast` flags, the study's forecast stage): the one home of
-    its defaults and range checks."""
-
-    model: str = Field(description="the reference model spec")
-    task: str = Field(description="benchmarks / suites, comma-separated (with task_config: its name)")
-    beta: float = Field(gt=0.0, description="KL coefficient of the planned run (the optimum tilts by exp(g/beta))")
-    k: int = Field(default=8, ge=1, description="samples per prompt")
-    limit: int | None = Field(default=32, ge=0, description="prompts per benchmark (arithmetic: generated)")
-    judge: JudgeName = DEFAULT_JUDGE
-    judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
-                                          "judge_model)")
-    data_dir: Path | None = None
-    seed: int = Field(default=0, ge=0)
-    max_new_tokens: int = Field(default=128, ge=1)
-    temperature: float = Field(default=1.0, gt=0.0, description="> 0: the forecast needs sampled responses")
-    reward: str | None = Field(default=None, description="reward for every prompt; None: each task's")
-    instruction: str | None = None
-    judge_all: bool = False
-    batch_size: int = Field(default=16, ge=1)
-    top_k: int = Field(default=10, ge=1)
-    n_resamples: int = Field(default=1000, ge=1)
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
-    task_config: TaskConfig | None = Field(default=None, description="an RL run's task (the study passes it): the "
-                                           "prompts, golds and reward are that run's own")
-
-
-def forecast_config(**values: Any) -> ForecastConfig:
-    """A validated ForecastConfig; a bad value is a one-line UserError naming the field."""
-    try:
-        return ForecastConfig(**values)
-    except ValidationError as exc:
-        raise UserError(one_line(exc, "forecast")) from None
 
 
 def run_forecast(model: str, task: str, beta: float, out: Path, progress: bool = True,
