@@ -1,7 +1,7 @@
 """Rewards by name, for configs and the CLI: `get_reward("gsm8k")`, `reward_for_task("math")`.
 
-The code and instruction-following rewards are imported only when asked for, so that the math rewards work
-without their dependencies (and before those modules exist).
+Entries are lazy (rlvr_safety.registry): a reward's module is imported only when it is asked for, so the math
+rewards work without the code and instruction-following rewards' dependencies.
 """
 
 from __future__ import annotations
