@@ -410,6 +410,8 @@ def study_cmd(
         for sid in plan["stages"]:
             judges = plan["judges"].get(sid) or {}
             used = ", ".join(f"{role} {name}" for role, name in judges.items())
+            if not used and sid.startswith("train:"):
+                used = "none (probe and certificate monitor off)"
             engine = plan["backends"].get(sid)
             console.print(f"  {sid}" + (f"  [judge: {used}]" if used else "") + (f"  [{engine}]" if engine else ""),
                           highlight=False, soft_wrap=True)
