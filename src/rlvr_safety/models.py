@@ -11,12 +11,11 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import replace_dir_atomic
 from .errors import UserError
 from .paths import cache_dir
 
@@ -118,18 +117,13 @@ def default_gguf_path() -> Path:
 
 
 def _atomic_save(model: Any, tokenizer: Any, target: Path) -> None:
-    """Write to a sibling temp folder and rename, so a killed process never leaves a half-written cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    """Write to a sibling temp folder and swap it in (atomic.py), so a killed process never leaves a half-written
+    cache."""
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    replace_dir_atomic(target, fill)
 
 
 def _load_gguf(gguf: Path) -> tuple[Any, Any]:
