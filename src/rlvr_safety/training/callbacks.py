@@ -202,7 +202,8 @@ class RunCallback(TrainerCallback):
 
         from .distributed import broadcast_from_main
 
-        report(f"{self.run_id} steps", state.global_step, state.max_steps)
+        # a bare training loop's state may not know its length; TRL's TrainerState always does
+        report(f"{self.run_id} steps", state.global_step, int(getattr(state, "max_steps", 0) or 0))
         due = model is not None and any(state.global_step % m.every == 0 for m in self.monitors)
         if not due:
             return control
