@@ -29,7 +29,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+try:  # a checkout without `pip install -e .` (the lent machine): import the package from src/
+    import rlvr_safety  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 ARMS = ("ours", "trl", "vllm")
 # Qwen2.5-0.5B's shape (vocabulary aside); --tiny: a CPU-sized one
