@@ -94,7 +94,7 @@ class StudyRunner:
                 self._say(f"[{i}/{len(self.stages)}] {stage.id}")
             log.info("[%d/%d] %s: started", i, len(self.stages), stage.id)
             self.store.set_stage(stage.id, "running")
-            t0 = time.time()
+            t0, cpu0 = time.time(), _cpu_seconds()
             try:
                 with reporting(self.display.sink if self.display is not None else None):
                     artifacts = self.executors[stage.kind](stage)
@@ -103,7 +103,9 @@ class StudyRunner:
                 if self.display is not None:
                     self.display.fail(i, stage.id, type(exc).__name__)
                 raise
-            artifacts = {**artifacts, "seconds": round(time.time() - t0, 2)}
+            # CPU seconds beside wall seconds: on a shared machine the wall time is inflated by other processes,
+            # the CPU time much less (docs/demo-results.md compares stages by it)
+            artifacts = {**artifacts, "seconds": round(time.time() - t0, 2), "cpu_seconds": round(_cpu_seconds() - cpu0, 2)}
             self.store.set_stage(stage.id, "done", artifacts=artifacts)
             log.info("[%d/%d] %s: done in %.1f s", i, len(self.stages), stage.id, artifacts["seconds"])
             if self.display is not None:
@@ -401,6 +403,14 @@ def forecast_run(spec: StudySpec, base: str, domain: str, beta: float) -> RunSpe
     that base model, domain and beta."""
     runs = [r for r in expand_runs(spec) if (r.base, r.domain, r.beta) == (base, domain, beta)]
     return next((r for r in runs if r.method == "rlvr"), runs[0])
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _path(value: str | None) -> Path | None:
