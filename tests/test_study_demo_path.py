@@ -69,8 +69,17 @@ def test_tiny_demo_path(tiny_model_dir: Path, data_dir: Path, tmp_path: Path,
         raise AssertionError("the certificate must score the eval's samples, not draw its own")
 
     monkeypatch.setattr(certify_mod._Lazy, "generator", no_generation)
-    spec = parse_spec(demo_like(tiny_model_dir, data_dir), "test")
+    cfg = demo_like(tiny_model_dir, data_dir)
+    cfg["forecast"] = {"enabled": True, "k": 2, "limit": 2, "max_new_tokens": 4}
+    spec = parse_spec(cfg, "test")
     StudyRunner(spec, tmp_path, progress=False).run()
+    # the forecasts at both betas reweight one set of reference samples
+    fc = next((tmp_path / "forecast").iterdir())
+    assert {f.name for f in fc.glob("forecast_b*.json")} == {"forecast_b0.05.json", "forecast_b1.json"}
+    import sqlite3
+
+    with sqlite3.connect(fc / "store.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2 * 2
     summary = json.loads((tmp_path / "summary.json").read_text())
     models = {m["id"]: m for m in summary["models"]}
     rl = next(m for m in models.values() if m["method"] == "rlvr" and m["beta"] == 0.05)
@@ -86,8 +95,6 @@ def test_tiny_demo_path(tiny_model_dir: Path, data_dir: Path, tmp_path: Path,
     trained = {p["question"] for p in generate_problems(n=16, seed=0, level=1)}
     metrics = json.loads((tmp_path / "evals" / rl["id"] / "metrics_all.json").read_text())
     assert metrics["heldout_tasks"]["arithmetic"]["seed"] == 4242
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "evals" / rl["id"] / "store.sqlite") as c:
         prompts = [r[0] for r in c.execute("SELECT prompt FROM generations WHERE benchmark='arithmetic'")]
     assert len(prompts) == 3 and not any(p.split("\n")[0] in trained for p in prompts)

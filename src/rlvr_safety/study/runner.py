@@ -317,7 +317,9 @@ class StudyRunner:
 
         p = stage.params
         f = self.spec.forecast
-        out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}_b{p['beta']:g}"
+        # one folder (one store) per base model and domain: the reference samples do not depend on beta, so the
+        # forecasts at every beta reweight the same samples; each beta's result is kept as forecast_b<beta>.json
+        out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}"
         run = forecast_run(self.spec, p["base"], p["domain"], p["beta"])
         cfg = self.spec.run_config(run)
         assert isinstance(cfg, RLConfig)
@@ -326,7 +328,9 @@ class StudyRunner:
                               k=f.k, limit=f.limit, judge=f.judge or self.spec.judge, out=out,
                               data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens,
                               task_config=task)
-        return {"forecast": str(out / "forecast.json"), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
+        kept = out / f"forecast_b{p['beta']:g}.json"
+        write_json_atomic(kept, json.loads((out / "forecast.json").read_text()))
+        return {"forecast": str(kept), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
     def _certify(self, stage: Stage) -> dict[str, Any]:
         from ..evaluation.certify import certify_from_eval, run_certify
