@@ -56,3 +56,20 @@ def test_adapter_save_loads_like_the_merged_save(tiny_model_dir: Path, tmp_path:
         again = unmerged.model(input_ids=torch.tensor([[1, 5, 9, 200, 17, 4]])).logits.float()
     assert torch.allclose(again, chained, atol=1e-4)
     assert model_fingerprint(second["model"]) != model_fingerprint(str(folder))
+
+
+def test_rlhf_from_an_adapter_folder_builds_its_reward_model_from_the_root(tiny_model_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    from rlvr_safety.models import root_model
+
+    adapter = _sft(str(tiny_model_dir), tmp_path / "adapter", "save_adapter=true")["model"]
+    assert root_model(adapter) == str(tiny_model_dir.resolve())
+    assert root_model(str(tiny_model_dir)) == str(tiny_model_dir)
+    info = run_recipe("rlhf", None, [f"model={adapter}", "max_steps=1", "per_device_train_batch_size=2",
+                                     "num_generations=2", "max_completion_length=4", "task.limit=4",
+                                     "probe.enabled=false", "reward_model.limit=4", "reward_model.max_steps=1",
+                                     "reward_model.max_length=400", "reward_model.per_device_train_batch_size=2",
+                                     "reward_model.lora.enabled=true", "save_adapter=true"], tmp_path / "rlhf")
+    assert info["steps"] == 1
+    assert json.loads((Path(info["model"]) / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        str(Path(adapter).resolve())

@@ -193,6 +193,19 @@ def model_fingerprint(spec: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def root_model(spec: str) -> str:
+    """The full model at the root of a chain of LoRA adapter folders (`spec` itself when it is not an adapter)."""
+    seen: set[str] = set()
+    while True:
+        base = adapter_base(resolve_source(spec)) if Path(spec).expanduser().is_dir() else None
+        if base is None:
+            return spec
+        if spec in seen:
+            raise UserError(f"adapter folders name each other as base: {spec}")
+        seen.add(spec)
+        spec = base
+
+
 def adapter_base(folder: str | Path) -> str | None:
     """The base model spec a LoRA adapter folder names (None for a full model folder or a hub id)."""
     cfg = Path(folder) / "adapter_config.json"

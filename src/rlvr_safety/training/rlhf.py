@@ -47,7 +47,7 @@ def train_reward_model(cfg: RLHFConfig, out: Path, resume: bool) -> Path:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    from rlvr_safety.models import load_tokenizer, pick_device_and_dtype, resolve_source
+    from rlvr_safety.models import load_tokenizer, pick_device_and_dtype, resolve_source, root_model
 
     target = out / RM_SUBDIR
     if cfg.reward_model.path:
@@ -60,7 +60,10 @@ def train_reward_model(cfg: RLHFConfig, out: Path, resume: bool) -> Path:
     plan = precision_plan(cfg.device, cfg.dtype, full_finetune=not rm.lora.enabled)
     _, dtype = pick_device_and_dtype(plan.device, plan.load_dtype)
     tok = load_tokenizer(spec)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_source(spec), num_labels=1, dtype=dtype)
+    # a sequence classifier is built from full weights: a LoRA adapter folder (e.g. the guarded reference) gives
+    # the full model at the root of its adapter chain
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_source(root_model(spec)), num_labels=1,
+                                                               dtype=dtype)
     model.config.pad_token_id = tok.pad_token_id
     kw = common.trainer_kwargs(cfg, out / "reward_checkpoints")
     kw.update(output_dir=str(out / "reward_checkpoints"), max_steps=rm.max_steps, learning_rate=rm.learning_rate,
