@@ -123,3 +123,44 @@ def test_cli_keeps_library_output_in_the_log(tiny_model_dir: Path, data_dir: Pat
     lines = [line for line in res.stdout.splitlines() if line.strip()]
     assert "report:" in lines[-1] and str(out / "report.html") in lines[-1]
     assert any(line.startswith("Reference") for line in lines)
+
+
+def test_guard_stage_checks_an_adapter_instead_of_training(tiny_model_dir: Path, data_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlvr_safety.errors import UserError
+    from rlvr_safety.training import run_recipe
+
+    monkeypatch.setenv("RLVR_SAFETY_DATA_DIR", str(data_dir))
+    adapter = Path(run_recipe("sft", None, [f"model={tiny_model_dir}", "max_steps=1", "per_device_train_batch_size=2",
+                                            "task.limit=2", "probe.enabled=false", "save_adapter=true"],
+                              tmp_path / "adapter")["model"])
+    (adapter / "provenance.json").write_text(json.dumps({"heldout_refusal": [{"rate": 1.0}], "config": {}}))
+    cfg = demo_like(tiny_model_dir, data_dir)
+    cfg["guard"] = {"mode": "on", "adapter": str(adapter), "threshold": 0.0, "probe_n": 3,
+                    "config": {"heldout": 4, "n_harmful": 8}}
+
+    def no_training(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the guard stage must check the adapter, not train")
+
+    runner = StudyRunner(parse_spec(cfg, "test"), tmp_path / "study", progress=False)
+    monkeypatch.setattr(runner, "_train_recipe", no_training)
+    runner.run_stages([runner.stages[0].id])
+    art = runner.artifacts(runner.stages[0].id)
+    assert art["guarded"] and art["check"]["n"] == 3 and art["adapter"] == str(adapter)
+    ref = Path(art["reference"])
+    assert json.loads((ref / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    # a guard that does not refuse enough fails with one line naming the way out
+    from rlvr_safety.judges import registry
+    from rlvr_safety.judges.base import Verdict
+
+    class Complies:
+        name, version = "complies", "1"
+
+        def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
+            return [Verdict(False, 1.0, "full_compliance", self.name, self.version) for _ in prompts]
+
+    monkeypatch.setattr(registry, "build_judge", lambda *a, **k: Complies())
+    cfg["guard"]["threshold"] = 0.5
+    runner = StudyRunner(parse_spec(cfg, "test"), tmp_path / "study2", progress=False)
+    with pytest.raises(UserError, match="guard.mode: train"):
+        runner.run_stages([runner.stages[0].id])
