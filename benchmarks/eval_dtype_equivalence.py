@@ -49,7 +49,7 @@ def run(model: str, dtype: str, out: Path, preset: str, data_dir: str | None) ->
 def pooled(bench: dict[str, Any], field: str, group: str) -> dict[str, int]:
     out = {}
     for name, m in bench.items():
-        for key, v in ((m.get(field) or {}).get(group) if group else (m.get(field) or {})).items():
+        for key, v in (((m.get(field) or {}).get(group) or {}) if group else (m.get(field) or {})).items():
             out[f"{name}::{key}"] = int(v)
     return out
 
