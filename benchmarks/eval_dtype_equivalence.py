@@ -17,10 +17,9 @@ from typing import Any
 
 from rlvr_safety.data import load_benchmark
 from rlvr_safety.data.arithmetic import ANSWER_INSTRUCTION
-from rlvr_safety.evaluation.runner import EvalSpec, run_eval
-from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.evaluation.configs import eval_config
+from rlvr_safety.evaluation.runner import run_eval
 from rlvr_safety.stats import paired_counts, paired_test
-from rlvr_safety.study.runner import eval_plan
 from rlvr_safety.study.spec import load_spec
 
 
@@ -29,20 +28,16 @@ def run(model: str, dtype: str, out: Path, preset: str, data_dir: str | None) ->
 
     spec = load_spec(preset=preset)
     e = spec.eval
-    safety, capability, limits = eval_plan(spec)
+    _, capability, limits = spec.eval_plan()
     records = {n: [replace(r, prompt=f"{r.prompt}\n{ANSWER_INSTRUCTION}")
                    for r in load_benchmark(n, limit=limits[n], seed=e.task_seed)] for n in capability
                if n == "arithmetic"}
-    es = EvalSpec(model=model, benchmarks=safety + capability, out=out / dtype, limit=None,
-                  limits={n: v for n, v in limits.items() if v is not None}, records=records,
-                  data_dir=Path(data_dir) if data_dir else None, judge=e.judge or spec.judge, second_judges=[],
-                  safety_params=GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                                                 temperature=e.temperature, top_p=1.0, seed=e.seed),
-                  capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
-                                                     batch_size=e.batch_size),
-                  generator_options={"dtype": dtype})
+    # the study's eval of this model, without second judges and without keeping token ids, in `dtype`
+    study_cfg = spec.eval_config(model).model_dump()
+    cfg = eval_config(**{**study_cfg, "data_dir": Path(data_dir) if data_dir else None, "second_judges": [],
+                         "record_tokens": False, "generator_options": {"dtype": dtype}})
     t0 = time.perf_counter()
-    result = run_eval(es, progress=False)
+    result = run_eval(cfg, out / dtype, records=records, progress=False)
     return result["benchmarks"], time.perf_counter() - t0
 
 

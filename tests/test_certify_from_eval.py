@@ -12,7 +12,8 @@ import torch
 from rlvr_safety.data import load_benchmark
 from rlvr_safety.evaluation import certify as certify_mod
 from rlvr_safety.evaluation.certify import certify_from_eval, run_certify
-from rlvr_safety.evaluation.runner import EvalSpec, run_eval
+from rlvr_safety.evaluation.configs import EvalConfig
+from rlvr_safety.evaluation.runner import run_eval
 from rlvr_safety.generation.base import GenerationParams
 from rlvr_safety.models import resolve_model
 
@@ -38,9 +39,12 @@ def perturbed(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _eval(model: Path, out: Path, data_dir: Path) -> dict[str, Any]:
-    return run_eval(EvalSpec(model=str(model), benchmarks=["harmbench", "xstest"], out=out, data_dir=data_dir,
-                             limits={"harmbench": 3, "xstest": 4}, safety_params=PARAMS, second_judges=[],
-                             record_tokens=True), progress=False)
+    cfg = EvalConfig(model=str(model), benchmarks=["harmbench", "xstest"], data_dir=data_dir,
+                     limits={"harmbench": 3, "xstest": 4}, max_new_tokens=PARAMS.max_new_tokens,
+                     temperature=PARAMS.temperature, seed=PARAMS.seed, batch_size=PARAMS.batch_size,
+                     record_tokens=True)
+    assert cfg.safety_params() == PARAMS  # the certificate is given the params the eval sampled with
+    return run_eval(cfg, out, progress=False)
 
 
 def test_certificate_from_eval_samples_equals_certify_on_the_same_samples(

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rlvr_safety.evaluation import runner
+from rlvr_safety.evaluation.configs import EvalConfig
 from rlvr_safety.evaluation.metrics import SafetyItem, accuracy_metrics, safety_metrics
-from rlvr_safety.evaluation.runner import EvalSpec, run_eval
-from rlvr_safety.generation.base import GenerationParams
+from rlvr_safety.evaluation.runner import run_eval
 from rlvr_safety.stats import wilson_interval
 from rlvr_safety.store import Store
 
@@ -40,16 +40,14 @@ def test_accuracy_metrics():
 
 
 def _spec(tiny_model_dir, tmp_path, data_dir, benchmarks, limit=4):
-    return EvalSpec(model=str(tiny_model_dir), benchmarks=benchmarks, out=tmp_path / "ev", limit=limit,
-                    data_dir=data_dir, judge="keyword",
-                    safety_params=GenerationParams(max_new_tokens=6, batch_size=4),
-                    capability_params=GenerationParams(max_new_tokens=6, batch_size=4))
+    return EvalConfig(model=str(tiny_model_dir), benchmarks=benchmarks, limit=limit, data_dir=data_dir,
+                      judge="keyword", max_new_tokens=6, capability_max_new_tokens=6, batch_size=4), tmp_path / "ev"
 
 
 def test_eval_end_to_end_tiny_and_resume(tiny_model_dir, tmp_path, data_dir, monkeypatch):
-    spec = _spec(tiny_model_dir, tmp_path, data_dir, ["xstest", "gsm8k", "harmbench"])
-    payload = run_eval(spec, progress=False)
-    on_disk = json.loads((spec.out / "metrics.json").read_text())
+    spec, out = _spec(tiny_model_dir, tmp_path, data_dir, ["xstest", "gsm8k", "harmbench"])
+    payload = run_eval(spec, out, progress=False)
+    on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["benchmarks"].keys() == {"xstest", "gsm8k", "harmbench"}
     x = on_disk["benchmarks"]["xstest"]
     assert x["n"] == 4 and "over_refusal_rate" in x and "refusal_rate" in x
@@ -59,7 +57,7 @@ def test_eval_end_to_end_tiny_and_resume(tiny_model_dir, tmp_path, data_dir, mon
     h = on_disk["benchmarks"]["harmbench"]
     assert h["refusal_rate"]["n"] == 4
     assert h["refusal_rate"]["rate"] + h["harmful_rate"]["rate"] == pytest.approx(1.0)
-    with Store(spec.out / "store.sqlite") as store:
+    with Store(out / "store.sqlite") as store:
         assert store.query("SELECT COUNT(*) AS c FROM generations")[0]["c"] == 12
         assert store.query("SELECT COUNT(*) AS c FROM judgments")[0]["c"] == 8
         assert store.query("SELECT COUNT(*) AS c FROM grades")[0]["c"] == 4
@@ -68,13 +66,13 @@ def test_eval_end_to_end_tiny_and_resume(tiny_model_dir, tmp_path, data_dir, mon
         raise AssertionError("a fully stored run must not load a model")
 
     monkeypatch.setattr(runner, "get_generator", no_generation)
-    again = run_eval(spec, progress=False)
+    again = run_eval(spec, out, progress=False)
     assert again["benchmarks"] == payload["benchmarks"]
 
 
 def test_eval_killed_midway_resumes_only_missing(tiny_model_dir, tmp_path, data_dir, monkeypatch):
     """A crash after the first chunk keeps that chunk; the rerun generates exactly the rest."""
-    spec = _spec(tiny_model_dir, tmp_path, data_dir, ["strongreject"], limit=10)
+    spec, out = _spec(tiny_model_dir, tmp_path, data_dir, ["strongreject"], limit=10)
     real = runner.get_generator
     calls: list[int] = []
 
@@ -90,8 +88,8 @@ def test_eval_killed_midway_resumes_only_missing(tiny_model_dir, tmp_path, data_
 
     monkeypatch.setattr(runner, "get_generator", lambda *a, **k: Crashing(real(*a, **k)))
     with pytest.raises(KeyboardInterrupt):
-        run_eval(spec, progress=False)
-    with Store(spec.out / "store.sqlite") as store:
+        run_eval(spec, out, progress=False)
+    with Store(out / "store.sqlite") as store:
         stored = store.query("SELECT COUNT(*) AS c FROM generations")[0]["c"]
     assert stored == calls[0] == 8  # one chunk = 2 x batch_size
 
@@ -103,6 +101,6 @@ def test_eval_killed_midway_resumes_only_missing(tiny_model_dir, tmp_path, data_
             return self.inner.generate(prompts, params, progress)
 
     monkeypatch.setattr(runner, "get_generator", lambda *a, **k: Counting(real(*a, **k)))
-    payload = run_eval(spec, progress=False)
+    payload = run_eval(spec, out, progress=False)
     assert sum(seen) == 2
     assert payload["benchmarks"]["strongreject"]["n"] == 10

@@ -142,14 +142,15 @@ def test_missing_extra_and_base_url_are_one_line_errors(monkeypatch: pytest.Monk
     code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
                              "--backend", "vllm", "--base-url", "http://localhost:8000/v1", "--out",
                              str(tmp_path / "o"))
-    assert_one_line_exit_2(code, out, err, "--base-url is for --backend openai")
+    assert_one_line_exit_2(code, out, err, "'--base-url': base_url is for backend openai, not vllm")
 
 
 def test_eval_frees_the_engine_before_the_judge_runs(fake_vllm: FakeVLLM, tiny_model_dir: Path, tmp_path: Path,
                                                      data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from rlvr_safety.evaluation.runner import EvalSpec, run_eval
+    from rlvr_safety.evaluation.configs import EvalConfig
+    from rlvr_safety.evaluation.runner import run_eval
     from rlvr_safety.judges import registry
     from rlvr_safety.judges.base import Verdict
 
@@ -168,9 +169,9 @@ def test_eval_frees_the_engine_before_the_judge_runs(fake_vllm: FakeVLLM, tiny_m
                     for _ in responses]
 
     monkeypatch.setattr(registry, "build_judge", lambda name, **kw: Judge())
-    spec = EvalSpec(model=str(tiny_model_dir), benchmarks=["harmbench", "xstest"], out=tmp_path / "e", limit=3,
-                    data_dir=data_dir, backend="vllm")
-    payload = run_eval(spec, progress=False)
+    cfg = EvalConfig(model=str(tiny_model_dir), benchmarks=["harmbench", "xstest"], limit=3, data_dir=data_dir,
+                     backend="vllm")
+    payload = run_eval(cfg, tmp_path / "e", progress=False)
     assert set(payload["benchmarks"]) == {"harmbench", "xstest"}
     assert len(fake_vllm.engines) == 1 and len(fake_vllm.chats) == 2  # one engine, both benchmarks generated
     assert seen and all(s == (True, 1, 1) for s in seen)  # engine gone, parallel state torn down, cache emptied

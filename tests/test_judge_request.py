@@ -73,14 +73,14 @@ def test_every_attack_artifact_record_has_a_goal(benchmark: str, data_dir: Path)
 
 def test_eval_judges_pair_prompts_against_their_goals(tmp_path: Path, data_dir: Path, tiny_model_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlvr_safety.evaluation.runner import EvalSpec, run_eval
-    from rlvr_safety.generation.base import GenerationParams
+    from rlvr_safety.evaluation.configs import EvalConfig
+    from rlvr_safety.evaluation.runner import run_eval
     from rlvr_safety.judges import registry
 
     judge = _Recorder()
     monkeypatch.setattr(registry, "build_judge", lambda name, **kw: judge)
-    spec = EvalSpec(model=str(tiny_model_dir), benchmarks=["jailbreakbench-pair"], out=tmp_path / "e", limit=2,
-                    data_dir=data_dir, safety_params=GenerationParams(max_new_tokens=2))
-    run_eval(spec, progress=False)
+    cfg = EvalConfig(model=str(tiny_model_dir), benchmarks=["jailbreakbench-pair"], limit=2, data_dir=data_dir,
+                     max_new_tokens=2)
+    run_eval(cfg, tmp_path / "e", progress=False)
     goals = [r.extra["goal"] for r in load_benchmark("jailbreakbench-pair", data_dir=data_dir, limit=2)]
     assert sorted(judge.prompts) == sorted(goals)

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .config import error_message
 from .errors import UserError
-from .evaluation.configs import CertifyConfig, ForecastConfig
+from .evaluation.configs import CertifyConfig, EvalConfig, ForecastConfig
 from .stats import EQUIVALENCE_MARGIN, PAIRED_ALPHA
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -60,33 +60,54 @@ def print_metrics(payload: dict[str, Any]) -> None:
 
 
 # eval -------------------------------------------------------------------------------------------------------------
+# the commands' defaults and range checks live in their typed configs (evaluation/configs.py), shown in --help
+_EVAL = EvalConfig.model_fields
+_FORECAST = ForecastConfig.model_fields
+_CERTIFY = CertifyConfig.model_fields
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def _from_flags(cls: type[ConfigT], flags: dict[str, str] | None = None, **values: Any) -> ConfigT:
+    """A command's typed config from its flags; a bad value is one line naming the flag (`flags`: field -> flag
+    where the flag is not the field's name)."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        flag = (flags or {}).get(field) or (f"--{field.replace('_', '-')}" if field else cls.__name__)
+        raise UserError(f"invalid value for '{flag}': {error_message(err)}") from None
+
+
 @app.command("eval")
 def eval_cmd(
     out: Annotated[Path, typer.Option(help="Output folder (store.sqlite, metrics.json).")],
     model: Annotated[str | None, typer.Option(help="'default', a hub id, a folder or a .gguf file.")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite name: safety5, capability.")] = None,
     benchmark: Annotated[list[str] | None, typer.Option(help="Benchmark name (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(min=0, help="At most N items per benchmark.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N items per benchmark.")] = _EVAL["limit"].default,
     data_dir: DataDir = None,
     judge: Annotated[str, typer.Option(
-        help="Safety judge: keyword (default; see docs/judges.md), learned, strongreject, ...")] = "keyword",
+        help="Safety judge: keyword, learned, strongreject, ... (docs/judges.md).")] = _EVAL["judge"].default,
     judge_endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible URL for LLM judges.")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name (endpoint) or spec (local) for LLM judges.")]
     = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per safety response.")] = 128,
-    capability_max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per capability response.")] = 384,
-    batch_size: Annotated[int, typer.Option(min=1, help="Generation batch size.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per safety response.")]
+    = _EVAL["max_new_tokens"].default,
+    capability_max_new_tokens: Annotated[int, typer.Option(help="Tokens per capability response.")]
+    = _EVAL["capability_max_new_tokens"].default,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = _EVAL["batch_size"].default,
     backend: Annotated[str, typer.Option(help="Generation backend: hf (in-process), vllm (extra), openai "
-                                              "(any OpenAI-compatible server; key from OPENAI_API_KEY).")] = "hf",
+                                              "(any OpenAI-compatible server; key from OPENAI_API_KEY).")]
+    = _EVAL["backend"].default,
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
-    = None,
+    = _EVAL["base_url"].default,
     inspect_log: Annotated[Path | None, typer.Option(help="Judge and grade the samples of an inspect eval log of an "
                                                           "rlvr_safety/<benchmark> task instead of generating "
                                                           "(inspect extra).")] = None,
 ) -> None:
     """Generate, judge and grade; resumable (rerun the same command to continue)."""
-    from .evaluation.runner import EvalSpec, run_eval
-    from .generation.base import BACKENDS, GenerationParams
+    from .evaluation.runner import run_eval
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
@@ -100,24 +121,14 @@ def eval_cmd(
         return
     if model is None:
         raise UserError("pass --model (or --inspect-log LOG to judge and grade an inspect eval log)")
-    names = list(suite or []) + list(benchmark or [])
-    if not names:
-        raise UserError("nothing to evaluate: pass --suite NAME or --benchmark NAME")
-    if backend not in BACKENDS:
-        raise UserError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if base_url and backend != "openai":
-        raise UserError(f"--base-url is for --backend openai, not {backend}: a vLLM server (`vllm serve`) speaks the "
-                        "OpenAI API, so use --backend openai --base-url http://HOST:PORT/v1; --backend vllm runs "
-                        "vLLM in this process")
+    cfg = _from_flags(EvalConfig, {"benchmarks": "--suite/--benchmark"}, model=model,
+                      benchmarks=list(suite or []) + list(benchmark or []), limit=limit,
+                      data_dir=resolve_data_dir(data_dir), judge=judge,
+                      judge_options=_judge_options(judge_endpoint, judge_model), backend=backend, base_url=base_url,
+                      max_new_tokens=max_new_tokens, capability_max_new_tokens=capability_max_new_tokens,
+                      batch_size=batch_size)
     writable_dir(out)
-    spec = EvalSpec(
-        model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,
-        backend=backend, judge_options=_judge_options(judge_endpoint, judge_model),
-        generator_options={"base_url": base_url} if base_url else {},
-        safety_params=GenerationParams(max_new_tokens=max_new_tokens, batch_size=batch_size),
-        capability_params=GenerationParams(max_new_tokens=capability_max_new_tokens, batch_size=batch_size),
-    )
-    payload = run_eval(spec)
+    payload = run_eval(cfg, out)
     print_metrics(payload)
     console.print(f"wrote {out / 'metrics.json'}")
 
@@ -194,22 +205,6 @@ def train_cmd(
 
 
 # theory as tools --------------------------------------------------------------------------------------------------
-# the commands' defaults and range checks live in their typed configs (evaluation/configs.py), shown in --help
-_FORECAST = ForecastConfig.model_fields
-_CERTIFY = CertifyConfig.model_fields
-ConfigT = TypeVar("ConfigT", bound=BaseModel)
-
-
-def _from_flags(cls: type[ConfigT], **flags: Any) -> ConfigT:
-    """A command's typed config from its flags; a bad value is one line naming the flag."""
-    try:
-        return cls(**flags)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        flag = f"--{str(err['loc'][0]).replace('_', '-')}" if err["loc"] else cls.__name__
-        raise UserError(f"invalid value for '{flag}': {error_message(err)}") from None
-
-
 @app.command("forecast")
 def forecast_cmd(
     model: Annotated[str, typer.Option(help="Reference model spec.")],

@@ -502,7 +502,7 @@ def certify_from_eval(policy: str, reference: str, policy_eval: Path, reference_
     eval's judge is `judge`. Writes out/certificate.json in run_certify's format.
 
     `items` are the harmful probe item ids per benchmark. The policy's eval samples of them (with the token ids the
-    eval recorded: EvalSpec.record_tokens) are scored under the policy and the reference in `dtype` (float32 by
+    eval recorded: EvalConfig.record_tokens) are scored under the policy and the reference in `dtype` (float32 by
     default: docs/theory.md, "Precision"); the reference's eval samples and verdicts on the same items give S_ref and
     Var_ref(s); with `measure`, the policy's verdicts give the measured drift. The eval must have sampled at
     temperature 1 and top_p 1, so that the log-probs describe the sampler.

@@ -1,10 +1,12 @@
-"""`rlvr-safety eval`: generate, judge or grade, store, and write metrics.json with Wilson intervals."""
+"""`rlvr-safety eval`: generate, judge or grade, store, and write metrics.json with Wilson intervals.
+
+What a run does is an EvalConfig (evaluation/configs.py: its defaults and range checks), built by the CLI from its
+flags and by the study's eval stage from the spec's `eval` settings."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +18,9 @@ from ..generation.base import GenerationParams, Generator, get_generator
 from ..judges.base import Judge
 from ..models import model_fingerprint
 from ..store import Store
+from .configs import EvalConfig
 from .metrics import SafetyItem, accuracy_metrics, safety_metrics
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
-
-
-@dataclass
-class EvalSpec:
-    model: str
-    benchmarks: list[str]
-    out: Path
-    limit: int | None = None
-    data_dir: Path | None = None
-    judge: str = "keyword"
-    backend: str = "hf"
-    safety_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=128))
-    capability_params: GenerationParams = field(default_factory=lambda: GenerationParams(max_new_tokens=256))
-    judge_options: dict[str, Any] = field(default_factory=dict)
-    generator_options: dict[str, Any] = field(default_factory=dict)
-    # Other judges run on the same generations; their agreement with `judge` is stored per benchmark
-    # ("auto" = keyword, or learned when the judge is keyword; see evaluation/judge_check.py).
-    second_judges: list[str] = field(default_factory=list)
-    # Per-benchmark limits (else `limit`), and record lists given directly (e.g. held-out generated items).
-    limits: dict[str, int] = field(default_factory=dict)
-    records: dict[str, list[Record]] = field(default_factory=dict)
-    # Keep every sampled token id in the store's side table (evaluation/certify.py's TokenLedger), so a certificate
-    # can score exactly these samples instead of drawing its own (hf backend).
-    record_tokens: bool = False
 
 
 def _judge_agreement(judge: Judge) -> dict[str, Any] | None:
@@ -111,18 +90,23 @@ def release_generator(cache: list[Generator]) -> None:
     cache.clear()
 
 
-def model_key_for(spec: EvalSpec) -> str:
+def model_key_for(cfg: EvalConfig) -> str:
     """Store key of the model: a served model named like a local one must never share cached outputs with it."""
-    if spec.backend == "hf":
-        return model_fingerprint(spec.model)
-    where = spec.generator_options.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")
-    return f"{spec.backend}:{where}:{spec.model}"
+    if cfg.backend == "hf":
+        return model_fingerprint(cfg.model)
+    where = cfg.base_url or cfg.generator_options.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")
+    return f"{cfg.backend}:{where}:{cfg.model}"
 
 
-def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
-    names = expand(spec.benchmarks)
-    datasets = {name: spec.records[name] if name in spec.records else
-                load_benchmark(name, data_dir=spec.data_dir, limit=spec.limits.get(name, spec.limit))
+def run_eval(cfg: EvalConfig, out: Path, records: Mapping[str, Sequence[Record]] | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Evaluate `cfg.model` on `cfg.benchmarks` into `out` (store.sqlite, metrics.json); `records` gives a
+    benchmark's items directly (e.g. held-out generated task items) instead of loading them."""
+    out = Path(out)
+    given = dict(records or {})
+    names = expand(cfg.benchmarks)
+    datasets = {name: list(given[name]) if name in given else
+                load_benchmark(name, data_dir=cfg.data_dir, limit=cfg.limits.get(name, cfg.limit))
                 for name in names}
     from ..judges.registry import build_judge
 
@@ -130,22 +114,23 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
 
     def judge() -> Judge:
         if not judge_cache:
-            judge_cache.append(build_judge(spec.judge, **spec.judge_options))
+            judge_cache.append(build_judge(cfg.judge, **cfg.judge_options))
         return judge_cache[0]
 
     if any(grader_for(n) is None for n in names):
         judge()  # fail fast on an unknown or unreachable judge before any generation
     gen_cache: list[Generator] = []
-    model_key = model_key_for(spec)
-    spec.out.mkdir(parents=True, exist_ok=True)
+    model_key = model_key_for(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    safety_params, capability_params = cfg.safety_params(), cfg.capability_params()
 
     def generator() -> Generator:
         if not gen_cache:
-            gen = get_generator(spec.backend, spec.model, **spec.generator_options)
-            if spec.record_tokens and spec.backend == "hf":
+            gen = get_generator(cfg.backend, cfg.model, **cfg.generator_kwargs())
+            if cfg.record_tokens and cfg.backend == "hf":
                 from .certify import recording_generator
 
-                gen = recording_generator(gen, spec.out / "store.sqlite", model_key)
+                gen = recording_generator(gen, out / "store.sqlite", model_key)
             gen_cache.append(gen)
         return gen_cache[0]
 
@@ -156,25 +141,25 @@ def run_eval(spec: EvalSpec, progress: bool = True) -> dict[str, Any]:
         if second is None:
             from .judge_check import build_second_judges
 
-            second = build_second_judges(spec.judge, spec.second_judges)
+            second = build_second_judges(cfg.judge, cfg.second_judges)
         return second
 
     results: dict[str, Any] = {}
-    with Store(spec.out / "store.sqlite") as store:
-        store.start_run("eval", "eval", {"model": spec.model, "benchmarks": names, "limit": spec.limit,
-                                         "judge": spec.judge})
+    with Store(out / "store.sqlite") as store:
+        store.start_run("eval", "eval", {"model": cfg.model, "benchmarks": names, "limit": cfg.limit,
+                                         "judge": cfg.judge})
         # Generate everything first, then free the generator (a vLLM engine holds most of the GPU) before any
         # judge or grader model loads in this process; the loop below then finds every generation in the store.
         for name in names:
-            items, params = generation_job(name, datasets[name], spec.safety_params, spec.capability_params)
+            items, params = generation_job(name, datasets[name], safety_params, capability_params)
             ensure_generations(store, generator, model_key, name, items, params, progress=progress)
         release_generator(gen_cache)
         for name in names:
             results[name] = evaluate_records(store, model_key, name, datasets[name], generator, judge,
-                                             spec.safety_params, spec.capability_params, progress=progress,
-                                             second_judges=second_judges if spec.second_judges else None)
+                                             safety_params, capability_params, progress=progress,
+                                             second_judges=second_judges if cfg.second_judges else None)
         store.finish_run("eval")
-    payload = {"model": spec.model, "model_key": model_key, "limit": spec.limit, "limits": dict(spec.limits),
+    payload = {"model": cfg.model, "model_key": model_key, "limit": cfg.limit, "limits": dict(cfg.limits),
                "benchmarks": results}
-    write_json_atomic(spec.out / "metrics.json", payload)
+    write_json_atomic(out / "metrics.json", payload)
     return payload

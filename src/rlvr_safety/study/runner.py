@@ -24,7 +24,6 @@ from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, 
 from .spec import StudySpec
 
 if TYPE_CHECKING:
-    from ..generation.base import GenerationParams
     from ..training.config import CommonConfig, GuardConfig
 
 log = logging.getLogger(__name__)
@@ -251,43 +250,25 @@ class StudyRunner:
                 "stopped_by": info.get("stopped_by"), "kl_mode": info.get("kl_mode"),
                 "objective": info.get("objective"), "run": asdict(run)}
 
-    def eval_plan(self) -> tuple[list[str], list[str], dict[str, int | None]]:
-        return eval_plan(self.spec)
-
-    def safety_params(self) -> GenerationParams:
-        from ..generation.base import GenerationParams
-
-        e = self.spec.eval
-        return GenerationParams(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, temperature=e.temperature,
-                                top_p=1.0, seed=e.seed)
-
     def _eval(self, stage: Stage) -> dict[str, Any]:
-        from ..evaluation.runner import EvalSpec, run_eval
-        from ..generation.base import GenerationParams
+        from ..evaluation.runner import run_eval
 
         model_id = stage.params["model_id"]
         if "run" in stage.params:
             model = self.artifacts(f"train:{model_id}")["model"]
         else:
             model = self.reference(stage.params["base"])
-        e = self.spec.eval
+        cfg = self.spec.eval_config(model)
         out = self.out / "evals" / model_id
-        safety, capability, limits = self.eval_plan()
+        _, capability, limits = self.spec.eval_plan()
         # one model load for every benchmark; generated task items come held out from every run's training items
         records = {n: self._heldout_task_records(n, limits[n]) for n in capability if n == "arithmetic"}
-        spec = EvalSpec(model=model, benchmarks=safety + capability, out=out, limit=None,
-                        limits={n: v for n, v in limits.items() if v is not None}, records=records,
-                        data_dir=_path(self.spec.data_dir), judge=e.judge or self.spec.judge,
-                        second_judges=list(e.second_judges), safety_params=self.safety_params(),
-                        capability_params=GenerationParams(max_new_tokens=e.capability_max_new_tokens,
-                                                           batch_size=e.batch_size),
-                        record_tokens=e.temperature == 1.0)
-        result = run_eval(spec, progress=self.progress)
+        result = run_eval(cfg, out, records=records, progress=self.progress)
         payload: dict[str, Any] = {"benchmarks": result["benchmarks"],
-                                   "safety_sampling": {"temperature": e.temperature, "seed": e.seed,
-                                                       "max_new_tokens": e.max_new_tokens}}
+                                   "safety_sampling": {"temperature": cfg.temperature, "seed": cfg.seed,
+                                                       "max_new_tokens": cfg.max_new_tokens}}
         if records:
-            payload["heldout_tasks"] = {n: {"seed": e.task_seed, "n": len(r)} for n, r in records.items()}
+            payload["heldout_tasks"] = {n: {"seed": self.spec.eval.task_seed, "n": len(r)} for n, r in records.items()}
         write_json_atomic(out / "metrics_all.json", payload)
         return {"model": model, "metrics": str(out / "metrics_all.json")}
 
@@ -341,14 +322,16 @@ class StudyRunner:
         if c.source == "eval":
             from ..data import load_benchmark
 
-            safety, _, limits = self.eval_plan()
+            safety, _, limits = self.spec.eval_plan()
             items = {n: [r.id for r in load_benchmark(n, data_dir=_path(self.spec.data_dir), limit=limits[n])
                          if r.label == "harmful"] for n in safety}
             ref_id = reference_id(run.base)
-            certify_from_eval(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
+            policy = self.artifacts(f"train:{run.id}")["model"]
+            ev = self.spec.eval_config(policy)  # the eval's sampling and judge: the certificate scores its samples
+            certify_from_eval(policy=policy, reference=self.reference(run.base),
                               policy_eval=self.out / "evals" / run.id, reference_eval=self.out / "evals" / ref_id,
-                              items={n: ids for n, ids in items.items() if ids}, params=self.safety_params(),
-                              out=out, judge=self.spec.eval.judge or self.spec.judge, measure=c.measure)
+                              items={n: ids for n, ids in items.items() if ids}, params=ev.safety_params(),
+                              out=out, judge=ev.judge, measure=c.measure)
             return {"certificate": str(out / "certificate.json"), "source": "eval"}
         run_certify(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
                     suite="safety5", limit=c.limit, judge=c.judge or self.spec.judge, measure=c.measure, out=out,
@@ -363,22 +346,6 @@ class StudyRunner:
 
         paths = build_report(self.out)
         return {"summary": str(summary_path), **{k: str(v) for k, v in paths.items()}}
-
-
-def eval_plan(spec: StudySpec) -> tuple[list[str], list[str], dict[str, int | None]]:
-    """(safety benchmarks, capability benchmarks, limit of each) of every eval stage."""
-    from ..data import expand
-
-    e = spec.eval
-    safety_names = [s for s in e.suites if s != "capability"]
-    cap_names = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
-    safety = expand(safety_names) if safety_names else []
-    capability = expand(cap_names) if cap_names else []
-    # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
-    limits: dict[str, int | None] = {n: e.limit for n in safety}
-    limits.update({n: e.capability_limit or e.limit for n in capability})
-    limits.update({n: v for n, v in e.limits.items() if n in limits})
-    return safety, capability, limits
 
 
 def stage_summary(spec: StudySpec, stage: Stage) -> str:
@@ -443,7 +410,7 @@ def describe_plan(spec: StudySpec) -> dict[str, Any]:
     runs = expand_runs(spec)
     steps = sum(spec.run_config(run).max_steps for run in runs)
     n_models = len(runs) + len(spec.base_models)
-    per_model_prompts = sum(n or 0 for n in eval_plan(spec)[2].values())
+    per_model_prompts = sum(n or 0 for n in spec.eval_plan()[2].values())
     judges = {s.id: spec.stage_judges(s.kind, run=s.params.get("run"), base=s.params.get("base"))
               for s in stages}
     return {"runs": [r.id for r in runs], "stages": [s.id for s in stages], "judges": judges,

@@ -24,7 +24,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..config import StrictConfig, deep_merge, error_location, error_message, one_line, read_yaml_mapping
 from ..data.tasks import DOMAINS
 from ..errors import UserError
+from ..evaluation.configs import EvalConfig
 from ..judges.registry import DEFAULT_JUDGE, JudgeName
+from ..paths import data_dir as resolve_data_dir
 from ..training.config import ALGORITHMS, CommonConfig, GuardConfig, RLConfig, validate_config
 
 Domain = Literal["arithmetic", "gsm8k", "math", "code", "ifeval"]
@@ -33,6 +35,7 @@ RL_ALGORITHMS = ALGORITHMS
 METHOD_RE = re.compile(r"^(sft|(rlhf|rlvr):([a-z_]+))$")
 
 _Strict = StrictConfig
+_EVAL = EvalConfig.model_fields  # the eval command's defaults, read where the study does not differ
 
 
 class GuardSettings(_Strict):
@@ -55,25 +58,36 @@ class GuardSettings(_Strict):
 
 
 class EvalSettings(_Strict):
+    """The eval stage of every model: which benchmarks and how many items (the study's own settings), and the eval
+    command's settings (EvalConfig, evaluation/configs.py). When the spec loads they are built into a validated
+    EvalConfig (StudySpec.eval_config), so the range checks are EvalConfig's; a setting the study leaves out takes
+    the eval command's default, except where its description says the study differs."""
+
     suites: list[str] = Field(default_factory=lambda: ["safety5", "capability"])
-    limit: int | None = Field(default=20, ge=1)
+    limit: int | None = Field(default=20, ge=1, description="items per safety benchmark (the eval command: all); "
+                              "None = all")
     capability_limit: int | None = Field(default=None, ge=1, description="None = same as limit")
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
-    max_new_tokens: int = Field(default=96, ge=1)
-    capability_max_new_tokens: int = Field(default=256, ge=1)
-    batch_size: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=96, description="tokens per safety response; the study's default is "
+                                "shorter than the eval command's: it evaluates every model of the grid")
+    capability_max_new_tokens: int = Field(default=256, description="tokens per capability response; the study's "
+                                           "default is shorter than the eval command's: it evaluates every model")
+    batch_size: int = Field(default=_EVAL["batch_size"].default, description="generation batch size (also of the "
+                            "guard stage's refusal checks)")
     extra_benchmarks: list[str] = Field(default_factory=list, description="e.g. arithmetic (the training domain)")
     limits: dict[str, int] = Field(default_factory=dict, description="per-benchmark limits (else limit / "
                                    "capability_limit); a limit on xstest counts its safe and unsafe prompts together")
-    temperature: float = Field(default=0.0, ge=0.0, description="safety prompts: 0 = greedy; 1 = one sampled answer "
-                               "per prompt, which the certificate can score itself (certificate.source: eval)")
-    seed: int = Field(default=0, description="sampling seed of the safety answers")
+    temperature: float = Field(default=_EVAL["temperature"].default, description="safety prompts: 0 = greedy; 1 = "
+                               "one sampled answer per prompt, which the certificate can score itself "
+                               "(certificate.source: eval)")
+    seed: int = Field(default=_EVAL["seed"].default, description="sampling seed of the safety answers")
     task_seed: int = Field(default=4242, description="seed of the generated task items (arithmetic) evaluated: "
                            "held out from the training seeds, and any item also in a run's training set is dropped")
     second_judges: list[str] = Field(
         default_factory=lambda: ["auto"],
         description="judges run again on the same responses, their agreement with `judge` reported per benchmark "
-        "('auto' = keyword, or learned when judge is keyword; [] = none)")
+        "('auto' = keyword, or learned when judge is keyword; [] = none); the study differs from the eval command "
+        "(none): it reports every judge's agreement")
 
 
 class ForecastSettings(_Strict):
@@ -243,14 +257,54 @@ class StudySpec(_Strict):
         assert isinstance(cfg, GuardConfig)
         return cfg
 
+    def eval_plan(self) -> tuple[list[str], list[str], dict[str, int | None]]:
+        """(safety benchmarks, capability benchmarks, limit of each) of every eval stage."""
+        from ..data import expand
+
+        e = self.eval
+        safety_names = [s for s in e.suites if s != "capability"]
+        cap_names = (["capability"] if "capability" in e.suites else []) + e.extra_benchmarks
+        safety = expand(safety_names) if safety_names else []
+        capability = expand(cap_names) if cap_names else []
+        # Capability suites get their own (usually smaller) limit: long answers dominate CPU time.
+        limits: dict[str, int | None] = {n: e.limit for n in safety}
+        limits.update({n: e.capability_limit or e.limit for n in capability})
+        limits.update({n: v for n, v in e.limits.items() if n in limits})
+        return safety, capability, limits
+
+    def eval_config(self, model: str) -> EvalConfig:
+        """The eval stage's validated EvalConfig for `model`: the spec's `eval` settings over the eval command's
+        defaults. Raises UserError naming the spec key."""
+        e = self.eval
+        safety, capability, limits = self.eval_plan()
+        values: dict[str, Any] = {
+            "model": model, "benchmarks": safety + capability, "limit": None,
+            "limits": {n: v for n, v in limits.items() if v is not None}, "data_dir": resolve_data_dir(self.data_dir),
+            "judge": e.judge or self.judge, "second_judges": list(e.second_judges), "max_new_tokens": e.max_new_tokens,
+            "capability_max_new_tokens": e.capability_max_new_tokens, "batch_size": e.batch_size,
+            "temperature": e.temperature, "seed": e.seed,
+            # sampled answers keep their token ids: the certificate can score them (certificate.source: eval)
+            "record_tokens": e.temperature == 1.0}
+        try:
+            return EvalConfig(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            head = str(err["loc"][0]) if err["loc"] else ""
+            spec_keys = {"model": "base_models", "benchmarks": "eval.suites", "data_dir": "data_dir",
+                         "record_tokens": "eval.temperature", "judge": "eval.judge" if e.judge else "judge"}
+            key = spec_keys.get(head, f"eval.{error_location(err)}")
+            more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+            raise UserError(f"{key}: {error_message(err)} (eval stage){more}") from None
+
     def check_configs(self) -> None:
-        """Build every recipe config of the grid once (the guard's too, unless it is off): UserError on the first
-        problem, naming its key."""
+        """Build every recipe config of the grid once (the guard's too, unless it is off) and the eval stage's
+        config: UserError on the first problem, naming its key."""
         for base in self.base_models:
             if self.guard.mode != "off":
                 self.guard_config(base)
         for run in self.runs():
             self.run_config(run)
+        self.eval_config(self.base_models[0])
 
     def stage_judges(self, stage_kind: str, run: RunSpec | None = None, base: str | None = None) -> dict[str, str]:
         """Which judge a stage uses, by role (e.g. {"probe": "keyword", "certificate": "keyword"} for a train)."""
@@ -261,7 +315,7 @@ class StudySpec(_Strict):
         if stage_kind == "certify":
             return {"certify": self.certificate.judge or self.judge}
         if stage_kind == "eval":
-            return {"eval": self.eval.judge or self.judge}
+            return {"eval": self.eval_config(base or self.base_models[0]).judge}
         if stage_kind == "train" and run is not None:
             cfg = self.run_config(run)
             judges = {"probe": cfg.probe_judge} if cfg.probe.enabled else {}
