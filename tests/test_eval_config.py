@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 import typer
+from pydantic import BaseModel
 
 from rlvr_safety import cli
 from rlvr_safety.errors import UserError
 from rlvr_safety.evaluation import runner as eval_runner
-from rlvr_safety.evaluation.configs import EvalConfig, eval_config
+from rlvr_safety.evaluation.configs import CertifyConfig, EvalConfig, ForecastConfig, eval_config
 from rlvr_safety.study.runner import StudyRunner
-from rlvr_safety.study.spec import EvalSettings, parse_spec
+from rlvr_safety.study.spec import CertificateSettings, EvalSettings, ForecastSettings, parse_spec
 
 
 def _eval_flags() -> dict[str, Any]:
@@ -105,14 +106,20 @@ def test_eval_config_helper_is_one_line_naming_the_field() -> None:
 
 
 # the study ----------------------------------------------------------------------------------------------------
-def test_study_eval_settings_take_the_command_defaults_unless_they_say_they_differ() -> None:
-    for name, field in EvalSettings.model_fields.items():
-        if name not in EvalConfig.model_fields or name == "judge":  # judge: None means the study's judge
-            continue
-        study, command = field.get_default(call_default_factory=True), EvalConfig.model_fields[name].get_default(
-            call_default_factory=True)
-        if study != command:
-            assert "eval command" in (field.description or ""), f"eval.{name} differs without saying so"
+@pytest.mark.parametrize(("section", "settings", "config", "command"), [
+    ("eval", EvalSettings, EvalConfig, "eval"),
+    ("forecast", ForecastSettings, ForecastConfig, "forecast"),
+    ("certificate", CertificateSettings, CertifyConfig, "certify"),
+])
+def test_study_stage_settings_take_the_command_defaults_unless_they_say_they_differ(
+        section: str, settings: type[BaseModel], config: type[BaseModel], command: str) -> None:
+    shared = set(settings.model_fields) & set(config.model_fields) - {"judge"}  # None: the study's judge
+    assert shared
+    for name in shared:
+        field = settings.model_fields[name]
+        study = field.get_default(call_default_factory=True)
+        if study != config.model_fields[name].get_default(call_default_factory=True):
+            assert f"{command} command" in (field.description or ""), f"{section}.{name} differs without saying so"
 
 
 @pytest.mark.parametrize(("bad", "needle"), [

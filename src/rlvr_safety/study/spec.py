@@ -91,10 +91,16 @@ class EvalSettings(_Strict):
 
 
 class ForecastSettings(_Strict):
+    """The forecast stage (one per base model, domain and beta); its defaults are smaller than the forecast
+    command's (ForecastConfig), as each field says, to keep a study's stages cheap."""
+
     enabled: bool = True
-    k: int = Field(default=4, ge=2)
-    limit: int = Field(default=16, ge=1)
-    max_new_tokens: int = Field(default=48, ge=1)
+    k: int = Field(default=4, ge=2, description="samples per prompt; fewer than the forecast command's default, "
+                   "and at least 2 (a per-prompt covariance needs two)")
+    limit: int = Field(default=16, ge=1, description="prompts per benchmark; fewer than the forecast command's "
+                       "default")
+    max_new_tokens: int = Field(default=48, ge=1, description="tokens per sample; shorter than the forecast "
+                                "command's default")
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
 
@@ -106,9 +112,12 @@ class CertificateSettings(_Strict):
 
     enabled: bool = True
     source: Literal["sample", "eval"] = "sample"
-    limit: int = Field(default=8, ge=1, description="probe prompts per safety benchmark")
-    measure: bool = True
-    max_new_tokens: int = Field(default=48, ge=1)
+    limit: int = Field(default=8, ge=1, description="probe prompts per safety benchmark; fewer than the certify "
+                       "command's default (source: sample)")
+    measure: bool = Field(default=True, description="also judge the policy (measured drift vs each bound); unlike "
+                          "the certify command's default, a study always reports it")
+    max_new_tokens: int = Field(default=48, ge=1, description="tokens per sample (source: sample); shorter than the "
+                                "certify command's default")
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
 
