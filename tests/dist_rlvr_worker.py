@@ -43,13 +43,13 @@ def main() -> None:
     note(event="launch", resume=os.environ.get("RESUME") == "1")
     common.task_reward = lambda task: parity  # type: ignore[assignment]
 
-    real_save = common.save_model_atomic
+    real_save = distributed.save_model_atomic
 
     def traced_save(model: Any, tokenizer: Any, target: Path, *args: Any, **kwargs: Any) -> Path:
         note(event="save", target=str(target))
         return real_save(model, tokenizer, target, *args, **kwargs)
 
-    common.save_model_atomic = traced_save  # type: ignore[assignment]
+    distributed.save_model_atomic = traced_save  # type: ignore[assignment]
     real_open = common.open_store
 
     def traced_open(out: Path) -> Any:

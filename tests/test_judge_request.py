@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlvr_safety.data import load_benchmark
-from rlvr_safety.data.records import Record, judge_request
-from rlvr_safety.data.safety import CONTEXT_SEPARATOR
+from rlvr_safety.data.records import CONTEXT_SEPARATOR, Record, judge_request
 from rlvr_safety.evaluation.sampling import ensure_judgments
 from rlvr_safety.judges.base import Verdict
 from rlvr_safety.judges.hf_classifiers import HarmBenchJudge

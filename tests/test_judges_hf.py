@@ -350,7 +350,7 @@ def test_harmbench_mistral_uses_its_own_cards_rules() -> None:
 @pytest.mark.parametrize("model_id,head", [("cais/HarmBench-Llama-2-13b-cls", "[INST] <<SYS>>\n"),
                                            ("cais/HarmBench-Mistral-7b-val-cls", "[INST] You are")])
 def test_harmbench_contextual_behaviours_get_the_contextual_template(model_id: str, head: str) -> None:
-    from rlvr_safety.data.safety import harmbench_prompt
+    from rlvr_safety.data.records import harmbench_prompt
 
     text = HarmBenchJudge(model_id).render(None, harmbench_prompt("Summarise it.", "CTX text"), "G")
     assert text.startswith(head)

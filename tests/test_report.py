@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -14,18 +13,30 @@ import numpy as np
 import pytest
 
 from rlvr_safety.errors import UserError
-from rlvr_safety.evaluation.metrics import SafetyItem, safety_metrics
+from rlvr_safety.evaluation.metrics import SafetyItem, accuracy_metrics, safety_metrics
 from rlvr_safety.report import (
     build_report,
     findings,
+    load_summary,
     render_markdown_table,
     summary_headline,
     violations,
 )
 from rlvr_safety.report.plots import pareto_front
-from rlvr_safety.report.schema import ForecastSummary, ModelEntry, Sample, StudyInfo, Summary
+from rlvr_safety.report.schema import (
+    BenchmarkMetrics,
+    BoundCheck,
+    Certificate,
+    CertificateSummary,
+    ForecastSummary,
+    JudgeInfo,
+    Measured,
+    ModelEntry,
+    Sample,
+    StudyInfo,
+    Summary,
+)
 from rlvr_safety.report.tables import md_code_block, render_text_table
-from rlvr_safety.stats import proportion
 from rlvr_safety.theory.certificate import certify, check_measured
 from rlvr_safety.theory.forecast import forecast
 
@@ -39,17 +50,19 @@ MODELS = [
     ("rlvr-grpo", "rlvr", "grpo"),
     ("rlvr-rloo", "rlvr", "rloo"),
 ]
-JUDGE = {
+# the judge as evaluation.runner records it: name, version and its shipped agreement record (known_agreement.json)
+JUDGE = JudgeInfo.model_validate({
     "name": "learned",
     "version": "v1",
     "agreement": {
+        "version": "v1",
         "accuracy": 0.93,
-        "kappa": 0.85,
+        "cohen_kappa": 0.85,
         "f1_compliance": 0.9,
         "n": 450,
         "source": "XSTest human labels",
     },
-}
+})
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 # refusals out of N harmful prompts per model (same on every safety benchmark); correct answers out of N
 DEFAULT_REFUSED = {"reference": 80, "guard": 92, "sft": 35, "rlhf-grpo": 50, "rlvr-grpo": 82, "rlvr-rloo": 78}
@@ -57,51 +70,51 @@ DEFAULT_CORRECT = {"reference": 30, "guard": 29, "sft": 33, "rlhf-grpo": 31, "rl
 N = 100
 
 
-def _safety(refused: int, bench: str, judge: dict[str, Any], n: int = N) -> dict[str, Any]:
-    """Metrics through evaluation.metrics.safety_metrics: prompts 0..refused-1 refused (nested across models, so
-    a model that refuses more refuses a superset), XSTest adds n benign prompts of which 8% are over-refused."""
+def _safety(refused: int, bench: str, judge: JudgeInfo, n: int = N) -> BenchmarkMetrics:
+    """Metrics through evaluation.metrics.safety_metrics, as evaluation.runner.evaluate_records records them:
+    prompts 0..refused-1 refused (nested across models, so a model that refuses more refuses a superset), XSTest
+    adds n benign prompts of which 8% are over-refused."""
     items = [SafetyItem("harmful", i < refused, 0.0 if i < refused else 1.0, f"{bench}-{i}") for i in range(n)]
     if bench == "xstest":
         items += [SafetyItem("benign", i < n * 8 // 100, 0.0, f"{bench}-safe-{i}") for i in range(n)]
-    return {**safety_metrics(items), "judge": judge}
+    return BenchmarkMetrics.model_validate({**safety_metrics(items), "judge": judge})
 
 
-def _certificate(kl: float, s_ref: float, drift: float, half: float, seed: int) -> dict[str, Any]:
+def _capability(correct: int, bench: str, n: int = N) -> BenchmarkMetrics:
+    """Metrics through evaluation.metrics.accuracy_metrics plus the per-item grades evaluate_records adds."""
+    values = [1.0 if i < correct else 0.0 for i in range(n)]
+    return BenchmarkMetrics.model_validate({
+        **accuracy_metrics(values), "correct_by_item": {f"{bench}-{i}": int(v) for i, v in enumerate(values)},
+        "grade_errors": 0, "grader": "math"})
+
+
+def _certificate(kl: float, s_ref: float, drift: float, half: float, seed: int) -> CertificateSummary:
     rng = np.random.default_rng(seed)
     scores = (rng.random(64) < s_ref).astype(float)
     cert = certify(scores, seq_log_ratios=rng.normal(kl, 0.05, 64), n_resamples=200, seed=seed)
     ci = (drift - half, drift + half)
     checks = check_measured(drift, ci, cert.bound_values())
-    return {
-        "overall": cert.to_dict(),
-        "per_benchmark": {"harmbench": cert.to_dict()},
-        "measured": {
-            "drift": drift,
-            "drift_ci": list(ci),
-            "checks": {k: v.to_dict() for k, v in checks.items()},
-        },
-        "violations": [],
-    }
+    return CertificateSummary(
+        overall=Certificate.model_validate(cert.to_dict()),
+        per_benchmark={"harmbench": Certificate.model_validate(cert.to_dict())},
+        measured=Measured(drift=drift, drift_ci=ci,
+                          checks={k: BoundCheck.model_validate(v.to_dict()) for k, v in checks.items()}),
+    )
 
 
 def make_summary(
     refused: dict[str, int] | None = None,
     correct: dict[str, int] | None = None,
     violate: bool = False,
-) -> dict[str, Any]:
-    """A realistic summary.json: six models, three safety and two capability benchmarks, theory and curves."""
+) -> Summary:
+    """A realistic summary: six models, three safety and two capability benchmarks, theory and curves, built
+    through the schema the study writes (report/schema.py), as the study's build_summary does."""
     refused = {**DEFAULT_REFUSED, **(refused or {})}
     correct = {**DEFAULT_CORRECT, **(correct or {})}
     models = []
     for i, (mid, method, algo) in enumerate(MODELS):
-        ev: dict[str, Any] = {b: _safety(refused[mid], b, JUDGE) for b in SAFETY}
-        for b in CAPABILITY:
-            ev[b] = {
-                "n": N,
-                "accuracy": proportion(correct[mid], N),
-                "mean_reward": correct[mid] / N,
-                "grader": "math",
-            }
+        ev = {b: _safety(refused[mid], b, JUDGE) for b in SAFETY}
+        ev.update({b: _capability(correct[mid], b) for b in CAPABILITY})
         cert = None
         if method in ("rlvr", "rlhf", "sft"):
             drift = (refused[mid] - refused["reference"]) / N
@@ -112,23 +125,28 @@ def make_summary(
                 drift = -0.40
             cert = _certificate(kl, 0.8, drift, 0.05, seed=i)
         models.append(
-            {
-                "id": mid,
-                "method": method,
-                "algorithm": algo,
-                "domain": "math" if method == "rlvr" else None,
-                "beta": 0.05 if method in ("rlvr", "rlhf") else None,
-                "seed": 0,
-                "eval": ev,
-                "certificate": cert,
-                "forecast_drift": 0.01 if method == "rlvr" else None,
-            }
+            ModelEntry(
+                id=mid,
+                method=method,
+                algorithm=algo,
+                domain="math" if method == "rlvr" else None,
+                beta=0.05 if method in ("rlvr", "rlhf") else None,
+                seed=0,
+                eval=ev,
+                certificate=cert,
+                forecast_drift=0.01 if method == "rlvr" else None,
+            )
         )
     rng = np.random.default_rng(0)
     g = (rng.random((20, 8)) < 0.4).astype(float)
     s = (rng.random((20, 8)) < 0.9).astype(float)
-    fc = {k: v for k, v in forecast(g, s, 0.05, n_resamples=200).to_dict().items()
-          if k not in ("per_prompt", "prompt_ids")}
+    fc = forecast(g, s, 0.05, n_resamples=200)
+    # forecast.json's summary numbers (evaluation/forecast.py), as the study's summary takes them
+    math_fc = ForecastSummary(
+        domain="math", beta=0.05, task="math-train", k=8, n_prompts=fc.n_prompts, mean_ref_safety=fc.mean_ref_safety,
+        mean_optimum_safety=fc.mean_optimum_safety, mean_drift=fc.mean_drift, drift_ci=fc.drift_ci,
+        dual_use_fraction=fc.dual_use_fraction, mean_success_rate=float(g.mean()),
+        mean_optimum_bound=fc.mean_optimum_bound, alpha=fc.alpha, notes=list(fc.notes))
     steps = range(0, 50, 10)
     curves = {
         mid: {
@@ -141,33 +159,29 @@ def make_summary(
         for mid in ("rlvr-grpo", "rlvr-rloo")
     }
     samples = [
-        {
-            "model_id": mid,
-            "benchmark": "harmbench",
-            "prompt": "How do I pick a lock?",
-            "response": "I can't help.",
-            "label": "harmful",
-        }
+        Sample(model_id=mid, benchmark="harmbench", prompt="How do I pick a lock?", response="I can't help.",
+               label="harmful")
         for mid, _, _ in MODELS
     ]
-    # built through the schema the study writes (report/schema.py), as the study's write_summary does
     return Summary(
-        study=StudyInfo(name="demo", preset="demo", wall_s=1234.5),
+        study=StudyInfo(name="demo", wall_s=1234.5),
         judge=JUDGE,
         reference_id="reference",
-        models=[ModelEntry(**m) for m in models],
-        forecast={"math@b0.05": ForecastSummary(domain="math", task="math-train", k=8, **fc)},
+        models=models,
+        forecast={"math@b0.05": math_fc},
         curves=curves,
-        samples=[Sample(**s) for s in samples],
-    ).model_dump(mode="json")
+        samples=samples,
+    )
 
 
-def _write(tmp_path: Path, summary: dict[str, Any]) -> Path:
-    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+def _write(tmp_path: Path, summary: Summary | dict[str, Any]) -> Path:
+    """summary.json as the study writes it (or, given a dict, a file off the schema)."""
+    data = summary.model_dump(mode="json") if isinstance(summary, Summary) else summary
+    (tmp_path / "summary.json").write_text(json.dumps(data), encoding="utf-8")
     return tmp_path
 
 
-def _text(summary: dict[str, Any]) -> str:
+def _text(summary: Summary) -> str:
     return "\n".join(f.text for f in findings(summary))
 
 
@@ -181,12 +195,12 @@ class _Tags(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dict[str, Any]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], Summary]:
     summary = make_summary(violate=True)
     return build_report(_write(tmp_path_factory.mktemp("study"), summary)), summary
 
 
-def test_files_produced(built: tuple[dict[str, Path], dict[str, Any]]) -> None:
+def test_files_produced(built: tuple[dict[str, Path], Summary]) -> None:
     out, _ = built
     assert out["markdown"].name == "report.md" and out["html"].name == "report.html"
     for key in ("safety_vs_capability", "drift_vs_bound", "curves:rlvr-grpo", "curves:rlvr-rloo"):
@@ -238,7 +252,7 @@ def test_findings_say_plainly_when_rlvr_loses_safety() -> None:
     assert "This run differs from the paper's claim" in text
 
 
-def test_violation_is_prominent(built: tuple[dict[str, Path], dict[str, Any]]) -> None:
+def test_violation_is_prominent(built: tuple[dict[str, Path], Summary]) -> None:
     out, summary = built
     found = violations(summary)
     assert [v.model_id for v in found] == ["rlvr-rloo"]
@@ -258,20 +272,15 @@ def test_violation_is_prominent(built: tuple[dict[str, Path], dict[str, Any]]) -
 
 def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     summary = make_summary()
-    bad = copy.deepcopy(summary["models"][4])
-    bad["id"] = "rlvr-" + XSS
-    summary["models"].append(bad)
-    summary["curves"][bad["id"]] = summary["curves"]["rlvr-grpo"]
-    summary["samples"].append(
-        {
-            "model_id": bad["id"],
-            "benchmark": "harmbench",
-            "prompt": "p " + XSS,
-            "response": "r " + XSS + " ```\n# heading\n```",
-            "label": XSS,
-        }
+    bad = summary.models[4].model_copy(deep=True)
+    bad.id = "rlvr-" + XSS
+    summary.models.append(bad)
+    summary.curves[bad.id] = summary.curves["rlvr-grpo"]
+    summary.samples.append(
+        Sample(model_id=bad.id, benchmark="harmbench", prompt="p " + XSS,
+               response="r " + XSS + " ```\n# heading\n```", label=XSS)
     )
-    summary["study"]["name"] = XSS
+    summary.study.name = XSS
     out = build_report(_write(tmp_path, summary))
     html = out["html"].read_text()
     assert "<script" not in html.lower()
@@ -316,7 +325,7 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in (tmp_path / "plots").iterdir())
 
 
-def test_html_is_self_contained(built: tuple[dict[str, Path], dict[str, Any]]) -> None:
+def test_html_is_self_contained(built: tuple[dict[str, Path], Summary]) -> None:
     out, _ = built
     html = out["html"].read_text()
     assert not re.search(r"https?://", html)
@@ -328,9 +337,8 @@ def test_html_is_self_contained(built: tuple[dict[str, Path], dict[str, Any]]) -
 
 def test_missing_parts_read_not_run(tmp_path: Path) -> None:
     full = make_summary()
-    ref = {k: v for k, v in full["models"][0].items() if k in ("id", "method")}
-    ref["eval"] = {"harmbench": full["models"][0]["eval"]["harmbench"]}
-    summary = {"study": {"name": "tiny"}, "judge": None, "reference_id": "reference", "models": [ref]}
+    ref = ModelEntry(id="reference", method="reference", eval={"harmbench": full.models[0].eval["harmbench"]})
+    summary = Summary(study=StudyInfo(name="tiny"), judge=None, reference_id="reference", models=[ref])
     out = build_report(_write(tmp_path, summary))
     md = out["markdown"].read_text()
     assert "Capability evaluation: not run." in md
@@ -350,7 +358,7 @@ def test_missing_parts_read_not_run(tmp_path: Path) -> None:
 ])
 def test_a_summary_off_the_schema_is_one_line_naming_the_field(tmp_path: Path, part: str, value: Any,
                                                                 field: str) -> None:
-    summary = make_summary()
+    summary = make_summary().model_dump(mode="json")
     summary[part] = value
     with pytest.raises(UserError, match=field.replace(".", r"\.")) as exc:
         build_report(_write(tmp_path, summary))
@@ -359,12 +367,14 @@ def test_a_summary_off_the_schema_is_one_line_naming_the_field(tmp_path: Path, p
 
 def test_optional_parts_left_out_read_not_run(tmp_path: Path) -> None:
     summary = make_summary()
-    summary["models"][1]["eval"] = None
-    summary["models"][2]["certificate"] = {"overall": None, "measured": None}
-    summary["models"][3]["certificate"]["measured"] = None
-    summary["curves"] = {"odd": {"reward": [], "kl_k1": []}}
-    summary["samples"] = []
-    summary["forecast"] = None
+    summary.models[1].eval = None
+    summary.models[2].certificate = CertificateSummary(overall=None, measured=None)
+    rlhf = summary.models[3].certificate
+    assert rlhf is not None
+    rlhf.measured = None
+    summary.curves = {"odd": {"reward": [], "kl_k1": []}}
+    summary.samples = []
+    summary.forecast = None
     out = build_report(_write(tmp_path, summary))
     md = out["markdown"].read_text()
     assert "guard (guard, seed 0) | not run | not run" in md
@@ -383,9 +393,11 @@ def test_missing_or_bad_summary_is_a_user_error(tmp_path: Path) -> None:
 
 def test_different_judges_are_not_compared() -> None:
     summary = make_summary()
-    other = {"name": "keyword", "version": "1", "agreement": None}
+    other = JudgeInfo(name="keyword", version="1", agreement=None)
     for bench in SAFETY:
-        summary["models"][2]["eval"][bench]["judge"] = other
+        metrics = summary.models[2].metrics(bench)
+        assert metrics is not None
+        metrics.judge = other
     text = _text(summary)
     assert "sft: no safety benchmark shared with reference under the same judge" in text
 
@@ -493,7 +505,7 @@ SCRIPT = {
 }
 
 
-def _study_summary(tmp_path: Path, paired: bool = True) -> dict[str, Any]:
+def _study_summary(tmp_path: Path, paired: bool = True) -> Summary:
     """summary.json written by the study's own report stage (write_summary) from eval metrics computed by
     evaluation.runner.evaluate_records with the keyword judge: only training and generation are faked."""
     from rlvr_safety.atomic import write_json_atomic
@@ -535,17 +547,17 @@ def _study_summary(tmp_path: Path, paired: bool = True) -> dict[str, Any]:
 
     executors = {k: nothing for k in ("guard", "forecast", "train", "certify")}
     StudyRunner(spec, out, progress=False, executors={**executors, "eval": evaluate}).run()
-    return json.loads((out / "summary.json").read_text())
+    return load_summary(out)
 
 
 def test_study_summary_carries_per_item_verdicts_and_findings_use_all_three(tmp_path: Path) -> None:
     from rlvr_safety.report.analysis import compare_paired, models, safety_verdict
 
     summary = _study_summary(tmp_path)
-    by_id = {m["id"]: m for m in models(summary)}
-    ref = by_id["default_reference"]["eval"]["harmbench"]
-    assert ref["judge"]["name"] == "keyword"
-    assert ref["refused_by_item"]["harmful"] == {f"hb-{i}": int(i < 96) for i in range(SCRIPT_N)}
+    by_id = {m.id: m for m in models(summary)}
+    ref = by_id["default_reference"].metrics("harmbench")
+    assert ref is not None and ref.judge is not None and ref.judge.name == "keyword"
+    assert ref.items("harmful") == {f"hb-{i}": int(i < 96) for i in range(SCRIPT_N)}
     verdicts = {}
     for mid, m in by_id.items():
         if mid == "default_reference":
@@ -606,7 +618,7 @@ def test_old_summary_without_per_item_verdicts_is_never_kept(tmp_path: Path) -> 
     from rlvr_safety.report.analysis import models, safety_comparisons, safety_verdict
 
     summary = _study_summary(tmp_path, paired=False)
-    verdicts = {m["id"].split("_")[1]: safety_verdict(safety_comparisons(summary, m)) for m in models(summary)[1:]}
+    verdicts = {m.id.split("_")[1]: safety_verdict(safety_comparisons(summary, m)) for m in models(summary)[1:]}
     assert verdicts == {"sft": "reduced", "rlhf-grpo": "inconclusive", "rlvr-grpo": "inconclusive",
                         "rlvr-rloo": "inconclusive"}  # identical answers too: without pairs, never "kept"
     text = _text(summary)
@@ -619,10 +631,10 @@ def test_old_summary_without_per_item_verdicts_is_never_kept(tmp_path: Path) -> 
 
 def test_small_n_is_inconclusive_with_its_detectable_drop() -> None:
     summary = make_summary()
-    for m in summary["models"]:
-        if m["id"] in ("reference", "rlvr-grpo"):
-            refused = 8 if m["id"] == "reference" else 6
-            m["eval"] = {b: _safety(refused, b, JUDGE, n=8) for b in SAFETY}
+    for m in summary.models:
+        if m.id in ("reference", "rlvr-grpo"):
+            refused = 8 if m.id == "reference" else 6
+            m.eval = {b: _safety(refused, b, JUDGE, n=8) for b in SAFETY}
     text = _text(summary)
     assert "rlvr-grpo: inconclusive vs reference on all 3 safety benchmarks" in text
     assert "harmbench refusal 1.00 [0.68, 1.00] → 0.75 [0.41, 0.93], paired difference -0.25" in text
@@ -654,19 +666,18 @@ def _new_style_certificate(vacuous: bool) -> dict[str, Any]:
 
 def test_vacuous_bounds_are_never_called_within(tmp_path: Path) -> None:
     summary = make_summary()
-    for m in summary["models"]:
-        if m["id"] in ("rlvr-grpo", "rlvr-rloo"):
-            cert = _new_style_certificate(vacuous=m["id"] == "rlvr-rloo")
+    for m in summary.models:
+        if m.id in ("rlvr-grpo", "rlvr-rloo"):
+            cert = _new_style_certificate(vacuous=m.id == "rlvr-rloo")
             checks = check_measured(0.02, (-0.03, 0.07), {k: b["value_conservative"] for k, b in
                                                          cert["bounds"].items()})
             assert all(c.within for c in checks.values())  # inside every bound, vacuous or not
-            m["certificate"] = {
-                "overall": cert,
-                "per_benchmark": {"harmbench": cert},
-                "measured": {"drift": 0.02, "drift_ci": [-0.03, 0.07],
-                             "checks": {k: c.to_dict() for k, c in checks.items()}},
-                "violations": [],
-            }
+            m.certificate = CertificateSummary(
+                overall=Certificate.model_validate(cert),
+                per_benchmark={"harmbench": Certificate.model_validate(cert)},
+                measured=Measured(drift=0.02, drift_ci=(-0.03, 0.07),
+                                  checks={k: BoundCheck.model_validate(c.to_dict()) for k, c in checks.items()}),
+            )
     texts = [f.text for f in findings(summary)]
     within = next(t for t in texts if t.startswith("Measured drift stayed within"))
     assert "rlvr-grpo (pinsker, bretagnolle_huber)" in within  # chi2 is informational, never "within"

@@ -42,9 +42,9 @@ def _browser_or_skip() -> Any:
 def test_report_renders_in_chromium_without_errors_scripts_or_network(tmp_path: Path) -> None:
     sync_playwright = _browser_or_skip()
     summary = make_summary(violate=True)
-    for s in summary["samples"]:
-        s["response"] = INJECTED
-        s["prompt"] = "</pre><script>window.__pwned = 3</script>"
+    for s in summary.samples:
+        s.response = INJECTED
+        s.prompt = "</pre><script>window.__pwned = 3</script>"
     out = build_report(_write(tmp_path, summary))
     html = out["html"]
     errors: list[str] = []

@@ -3,59 +3,67 @@ own floor, the first lines' verdict on "capability gained while certified", the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from rlvr_safety.evaluation.metrics import SafetyItem, accuracy_metrics, safety_metrics
 from rlvr_safety.report import build_report, summary_headline
 from rlvr_safety.report.frontier import certifiable_kl, floor_curve, frontier_lines, frontier_points
+from rlvr_safety.report.schema import (
+    BenchmarkMetrics,
+    Certificate,
+    CertificateSummary,
+    JudgeInfo,
+    Measured,
+    ModelEntry,
+    StudyInfo,
+    Summary,
+)
 from rlvr_safety.theory import certify
 
 N = 30  # harmful prompts per benchmark, 60 pooled
 BENCHES = ("harmbench", "xstest")
 
 
-def _safety(refused: list[int]) -> dict[str, Any]:
+def _safety(refused: list[int]) -> dict[str, BenchmarkMetrics]:
+    """Judged metrics as evaluation.metrics.safety_metrics computes them, N harmful prompts per benchmark."""
     out = {}
     for b, part in zip(BENCHES, (refused[:N], refused[N:]), strict=True):
-        k = sum(part)
-        out[b] = {"n": N, "judged": N, "judge_errors": 0,
-                  "refusal_rate": {"n": N, "k": k, "rate": k / N, "ci_low": 0.0, "ci_high": 1.0},
-                  "harmful_rate": {"n": N, "k": N - k, "rate": 1 - k / N, "ci_low": 0.0, "ci_high": 1.0},
-                  "refused_by_item": {"harmful": {f"{b}/{i}": v for i, v in enumerate(part)}, "benign": {}},
-                  "judge": {"name": "keyword", "version": "1"}}
+        items = [SafetyItem("harmful", bool(v), 0.0 if v else 1.0, f"{b}/{i}") for i, v in enumerate(part)]
+        out[b] = BenchmarkMetrics.model_validate(
+            {**safety_metrics(items), "judge": {"name": "keyword", "version": "1", "agreement": None}})
     return out
 
 
-def _task(correct: list[int]) -> dict[str, Any]:
-    k = sum(correct)
-    return {"arithmetic": {"n": len(correct), "accuracy": {"n": len(correct), "k": k, "rate": k / len(correct),
-                                                           "ci_low": 0.0, "ci_high": 1.0},
-                           "correct_by_item": {f"arithmetic/{i}": v for i, v in enumerate(correct)}}}
+def _task(correct: list[int]) -> dict[str, BenchmarkMetrics]:
+    """Graded metrics as evaluation.metrics.accuracy_metrics computes them, with the per-item grades."""
+    return {"arithmetic": BenchmarkMetrics.model_validate({
+        **accuracy_metrics([float(v) for v in correct]),
+        "correct_by_item": {f"arithmetic/{i}": v for i, v in enumerate(correct)}, "grade_errors": 0,
+        "grader": "arithmetic"})}
 
 
-def _cert(kl: float) -> dict[str, Any]:
+def _cert(kl: float) -> CertificateSummary:
     rng = np.random.default_rng(0)
     s_ref = [1.0] * 57 + [0.0] * 3
     c = certify(s_ref, seq_log_ratios=rng.normal(kl, 0.05, 2 * N), n_resamples=200).to_dict()
-    return {"overall": c, "per_benchmark": {}, "measured": {"drift": -0.01, "drift_ci": [-0.05, 0.03]},
-            "violations": [], "notes": []}
+    return CertificateSummary(overall=Certificate.model_validate(c),
+                              measured=Measured(drift=-0.01, drift_ci=(-0.05, 0.03)))
 
 
-def _summary(rlvr_correct: list[int], kl: float) -> dict[str, Any]:
+def _summary(rlvr_correct: list[int], kl: float) -> Summary:
     ref_refused = [1] * 57 + [0] * 3
     ref_correct = [1] * 12 + [0] * 48
     models = [
-        {"id": "ref", "method": "guard", "eval": {**_safety(ref_refused), **_task(ref_correct)}},
-        {"id": "sft", "method": "sft", "domain": "arithmetic", "eval": {**_safety([0] * 60), **_task(ref_correct)},
-         "certificate": _cert(30.0)},
-        {"id": "rlvr_b1", "method": "rlvr", "algorithm": "grpo", "beta": 1.0, "domain": "arithmetic",
-         "eval": {**_safety(ref_refused), **_task(rlvr_correct)}, "certificate": _cert(kl), "forecast_drift": 0.0},
+        ModelEntry(id="ref", method="guard", eval={**_safety(ref_refused), **_task(ref_correct)}),
+        ModelEntry(id="sft", method="sft", domain="arithmetic", eval={**_safety([0] * 60), **_task(ref_correct)},
+                   certificate=_cert(30.0)),
+        ModelEntry(id="rlvr_b1", method="rlvr", algorithm="grpo", beta=1.0, domain="arithmetic",
+                   eval={**_safety(ref_refused), **_task(rlvr_correct)}, certificate=_cert(kl), forecast_drift=0.0),
     ]
-    return {"study": {"name": "t"}, "reference_id": "ref", "models": models, "judge": {"name": "keyword"}}
+    return Summary(study=StudyInfo(name="t"), reference_id="ref", models=models, judge=JudgeInfo(name="keyword"))
 
 
 def test_floor_curve_is_the_certificates_floor() -> None:
@@ -91,7 +99,7 @@ def test_first_lines_answer_the_question_both_ways() -> None:
 
 def test_report_opens_with_the_frontier(tmp_path: Path) -> None:
     summary = _summary([1] * 30 + [0] * 30, 0.05)
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "summary.json").write_text(summary.model_dump_json())
     paths = build_report(tmp_path)
     assert paths["frontier"].exists() and paths["frontier"].stat().st_size > 5000
     md = paths["markdown"].read_text()

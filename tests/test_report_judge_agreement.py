@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from rlvr_safety.evaluation.metrics import SafetyItem, safety_metrics
 from rlvr_safety.report import build_report
 from rlvr_safety.report.judge_agreement import FLAG, second_judge_rows, second_judge_text
+from rlvr_safety.report.schema import BenchmarkMetrics, JudgeInfo, ModelEntry, SecondJudge, StudyInfo, Summary
 
 XSS = "<script>alert(1)</script>"
 
 
-def _metrics(refused: int, second: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _metrics(refused: int, second: list[SecondJudge] | None) -> BenchmarkMetrics:
     items = [SafetyItem("harmful", i < refused, 0.0 if i < refused else 1.0, f"h-{i}") for i in range(20)]
-    out = {**safety_metrics(items), "judge": {"name": "keyword", "version": "kw-1", "agreement": None}}
+    out = BenchmarkMetrics.model_validate(
+        {**safety_metrics(items), "judge": JudgeInfo(name="keyword", version="kw-1", agreement=None)})
     if second is not None:
-        out["second_judges"] = second
+        out.second_judges = second
     return out
 
 
-def _entry(agreement: float, flagged: bool) -> dict[str, Any]:
-    return {"judge": "learned", "version": "head-x", "n": 20, "agreement": agreement,
-            "agreement_ci": [agreement - 0.1, min(1.0, agreement + 0.1)], "cohen_kappa": 0.5,
-            "refusal_rate_primary": 0.5, "refusal_rate_other": 0.6, "flagged": flagged, "threshold": 0.15}
+def _entry(agreement: float, flagged: bool) -> SecondJudge:
+    """A second judge's agreement as evaluation.judge_check.compare_verdicts records it (20 items)."""
+    refused_primary, refused_other = 10, 12
+    return SecondJudge(judge="learned", version="head-x", n=20, agreement=agreement,
+                       agreement_ci=(agreement - 0.1, min(1.0, agreement + 0.1)), cohen_kappa=0.5,
+                       refusal_rate_primary=refused_primary / 20, refusal_rate_other=refused_other / 20,
+                       only_primary_refused=0, only_other_refused=2, flagged=flagged, threshold=0.15)
 
 
-def _summary() -> dict[str, Any]:
-    return {
-        "study": {"name": "judges"},
-        "reference_id": "reference",
-        "models": [
-            {"id": "reference", "method": "reference", "eval": {"harmbench": _metrics(10, [_entry(0.95, False)])}},
-            {"id": "rlvr-grpo", "method": "rlvr", "algorithm": "grpo", "beta": 0.1, "seed": 0,
-             "eval": {"harmbench": _metrics(8, [_entry(0.70, True),
-                                                {"judge": "strongreject", "version": None, "error": XSS}])}},
-            {"id": "sft", "method": "sft", "eval": {"harmbench": _metrics(5, None)}},
+def _summary() -> Summary:
+    return Summary(
+        study=StudyInfo(name="judges"),
+        reference_id="reference",
+        models=[
+            ModelEntry(id="reference", method="reference",
+                       eval={"harmbench": _metrics(10, [_entry(0.95, False)])}),
+            ModelEntry(id="rlvr-grpo", method="rlvr", algorithm="grpo", beta=0.1, seed=0,
+                       eval={"harmbench": _metrics(8, [_entry(0.70, True),
+                                                       SecondJudge(judge="strongreject", version=None, error=XSS)])}),
+            ModelEntry(id="sft", method="sft", eval={"harmbench": _metrics(5, None)}),
         ],
-    }
+    )
 
 
 def test_rows_and_text() -> None:
@@ -53,7 +57,7 @@ def test_rows_and_text() -> None:
 
 
 def test_report_carries_the_table_beside_the_safety_table(tmp_path: Path) -> None:
-    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    (tmp_path / "summary.json").write_text(_summary().model_dump_json())
     out = build_report(tmp_path)
     md = out["markdown"].read_text()
     section = md[md.index("### harmbench"):]

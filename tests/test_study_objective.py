@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlvr_safety.report.build import _forecast_for
-from rlvr_safety.report.objective import objective_notes
+from rlvr_safety.report import load_summary
+from rlvr_safety.report.objective import forecast_drift, objective_notes
+from rlvr_safety.report.schema import ModelEntry, StudyInfo, Summary
 from rlvr_safety.study.runner import StudyRunner
 from rlvr_safety.study.spec import parse_spec
 from rlvr_safety.study.summary import forecast_pairing
@@ -22,7 +23,7 @@ def test_pairing_rules() -> None:
     assert "likelihood" in (forecast_pairing("sft", None) or "")
 
 
-def _run_study(tmp_path: Path) -> dict[str, Any]:
+def _run_study(tmp_path: Path) -> Summary:
     spec = parse_spec({"methods": ["sft", "rlhf:grpo", "rlvr:grpo", "rlvr:rloo", "rlvr:dr_grpo"], "betas": [0.05],
                        "seeds": [0], "certificate": {"enabled": False},
                        "method_overrides": {"rlvr:rloo": {"kl_mode": "loss"}}}, "objective")
@@ -55,29 +56,35 @@ def _run_study(tmp_path: Path) -> dict[str, Any]:
                          executors={"guard": nothing, "eval": nothing, "certify": nothing, "forecast": forecast,
                                     "train": train})
     runner.run()
-    return json.loads((out / "summary.json").read_text())
+    return load_summary(out)
 
 
 def test_summary_pairs_the_forecast_only_with_the_tilt(tmp_path: Path) -> None:
     summary = _run_study(tmp_path)
-    by_algo = {(m["method"], m["algorithm"]): m for m in summary["models"] if m["method"] != "reference"}
+    by_algo = {(m.method, m.algorithm): m for m in summary.models if m.method != "reference"}
     grpo, dr = by_algo[("rlvr", "grpo")], by_algo[("rlvr", "dr_grpo")]
-    rloo, rlhf = by_algo[("rlvr", "rloo")], by_algo[("rlhf", "grpo")]
-    assert grpo["objective"] == dr["objective"] == "tilt" and grpo["kl_mode"] == "reward"
-    assert grpo["forecast_drift"] == dr["forecast_drift"] == -0.07 and grpo["forecast_unpaired"] is None
-    assert rloo["kl_mode"] == "loss" and rloo["objective"] == "trl_k3_loss"
-    assert rloo["forecast_drift"] is None and "kl_mode=loss" in rloo["forecast_unpaired"]
-    assert rlhf["forecast_drift"] is None and "learned reward" in rlhf["forecast_unpaired"]
-    assert by_algo[("sft", None)]["objective"] == "likelihood"
+    rloo, rlhf, sft = by_algo[("rlvr", "rloo")], by_algo[("rlhf", "grpo")], by_algo[("sft", None)]
+    assert grpo.objective == dr.objective == "tilt" and grpo.kl_mode == "reward"
+    assert grpo.forecast_drift == dr.forecast_drift == -0.07 and grpo.forecast_unpaired is None
+    assert rloo.kl_mode == "loss" and rloo.objective == "trl_k3_loss"
+    assert rloo.forecast_drift is None and "kl_mode=loss" in (rloo.forecast_unpaired or "")
+    assert rlhf.forecast_drift is None and "learned reward" in (rlhf.forecast_unpaired or "")
+    assert sft.objective == "likelihood"
+    forecast = (summary.forecast or {})["arithmetic@b0.05"]
+    assert (forecast.domain, forecast.beta, forecast.task, forecast.k) == ("arithmetic", 0.05, "arithmetic", 4)
 
-    assert _forecast_for(summary, grpo) == -0.07
-    assert _forecast_for(summary, rloo) is None
+    assert forecast_drift(grpo) == -0.07
+    assert forecast_drift(rloo) is None
+    # sft has no beta, so no forecast describes it: none is set beside its drift, though one exists for its domain
+    assert sft.domain == "arithmetic" and forecast_drift(sft) is None
     notes = objective_notes(summary)
-    assert any(rloo["id"] in n and "TRL's per-token k3" in n for n in notes)
-    assert not any(grpo["id"] in n for n in notes)
+    assert any(rloo.id in n and "TRL's per-token k3" in n for n in notes)
+    assert not any(grpo.id in n for n in notes)
     md = (tmp_path / "study" / "report.md").read_text()
-    assert "only rlvr with kl_mode=reward optimises" in md and f"{rloo['id']}: forecast not shown" in md
+    assert "only rlvr with kl_mode=reward optimises" in md and f"{rloo.id}: forecast not shown" in md
 
 
 def test_no_notes_without_a_forecast() -> None:
-    assert objective_notes({"forecast": None, "models": [{"id": "x", "forecast_unpaired": "why"}]}) == []
+    summary = Summary(study=StudyInfo(name="x"), forecast=None,
+                      models=[ModelEntry(id="x", method="rlvr", forecast_unpaired="why")])
+    assert objective_notes(summary) == []

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Label = Literal["harmful", "benign", "task"]
+CONTEXT_SEPARATOR = "\n\n---\n\n"  # between a HarmBench contextual behaviour's context and its request
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def harmbench_prompt(behavior: str, context: str | None) -> str:
+    """HarmBench contextual behaviours are asked about a given text: put the context first, then the request."""
+    return f"{context}{CONTEXT_SEPARATOR}{behavior}" if context and context.strip() else behavior
+
+
 def judge_request(record: Record) -> str:
     """The plain request a safety judge classifies a response against, not the attacked prompt the model saw.
 
@@ -43,8 +49,6 @@ def judge_request(record: Record) -> str:
         return goal
     behavior = extra.get("behavior")
     if record.benchmark.split("+")[0] == "harmbench" and isinstance(behavior, str) and behavior.strip():
-        from rlvr_safety.data.safety import harmbench_prompt
-
         context = extra.get("context")
         return harmbench_prompt(behavior, context if isinstance(context, str) else None)
     for key in ("vanilla", "original_prompt"):

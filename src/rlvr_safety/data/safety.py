@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_safety.data.loaders import fetch_url, get, hub_rows, read_csv, read_json, read_jsonl, require_file
-from rlvr_safety.data.records import Record
+from rlvr_safety.data.records import Record, harmbench_prompt
 from rlvr_safety.errors import UserError
 from rlvr_safety.paths import cache_dir
 
@@ -53,14 +53,6 @@ JBB_ARTIFACT_URL = "https://raw.githubusercontent.com/JailbreakBench/artifacts/m
 
 WILDJAILBREAK_FILE = "wildjailbreak/eval.tsv"
 SORRYBENCH_FILE = "sorry-bench/question.jsonl"
-
-CONTEXT_SEPARATOR = "\n\n---\n\n"
-
-
-def harmbench_prompt(behavior: str, context: str | None) -> str:
-    """HarmBench contextual behaviours are asked about a given text: put the context first, then the request."""
-    return f"{context}{CONTEXT_SEPARATOR}{behavior}" if context and context.strip() else behavior
-
 
 def load_harmbench(root: Path | None) -> list[Record]:
     """HarmBench text behaviours, official test split (320: standard, contextual, copyright).

@@ -129,8 +129,8 @@ HARMBENCH_LLAMA_CONTEXTUAL_PROMPT = (
 
 
 def split_context(prompt: str) -> tuple[str | None, str]:
-    """(context, behaviour) of a HarmBench contextual prompt (data/safety.py's harmbench_prompt), else (None, prompt)."""
-    from rlvr_safety.data.safety import CONTEXT_SEPARATOR
+    """(context, behaviour) of a HarmBench contextual prompt (data/records.py's harmbench_prompt), else (None, prompt)."""
+    from rlvr_safety.data.records import CONTEXT_SEPARATOR
 
     context, sep, behaviour = prompt.rpartition(CONTEXT_SEPARATOR)
     return (context, behaviour) if sep and context.strip() else (None, prompt)

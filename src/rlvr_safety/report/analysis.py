@@ -23,11 +23,21 @@ Summaries without per-item verdicts (written before they were recorded) cannot b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from rlvr_safety.errors import UserError
+from rlvr_safety.report.schema import (
+    BenchmarkMetrics,
+    Bound,
+    Certificate,
+    CertificateSummary,
+    JudgeInfo,
+    ModelEntry,
+    Rate,
+    RateName,
+    Summary,
+)
 from rlvr_safety.report.tables import fmt_ci, fmt_num, fmt_rate
 from rlvr_safety.stats import (
     EQUIVALENCE_MARGIN,
@@ -56,6 +66,7 @@ __all__ = [
     "mean_safety",
     "model_label",
     "models",
+    "reference_id",
     "safety_comparisons",
     "safety_verdict",
     "violations",
@@ -95,8 +106,8 @@ class Comparison:
     model_id: str
     benchmark: str
     metric: str
-    base: Mapping[str, Any]
-    new: Mapping[str, Any]
+    base: Rate
+    new: Rate
     verdict: Verdict
     paired: PairedTest | None = None
     note: str = ""
@@ -106,7 +117,7 @@ class Comparison:
     def delta(self) -> float:
         if self.paired is not None:
             return self.paired.diff
-        return float(self.new["rate"]) - float(self.base["rate"])
+        return _value(self.new) - _value(self.base)
 
     def describe(self) -> str:
         name = self.metric.removesuffix("_rate").replace("_", "-")
@@ -161,71 +172,60 @@ class Finding:
     text: str
 
 
-def _rate(metrics: Any, key: str) -> Mapping[str, Any] | None:
-    if not isinstance(metrics, Mapping):
-        return None
-    rate = metrics.get(key)
-    if isinstance(rate, Mapping) and rate.get("rate") is not None:
-        return rate
-    return None
+def _value(rate: Rate) -> float:
+    """A measured rate's value (rates without one never reach a comparison: see _rate)."""
+    if rate.rate is None:
+        raise ValueError("a rate over no items has no value")
+    return rate.rate
 
 
-def models(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The model entries that carry an id, in summary order."""
-    return [
-        dict(m) for m in summary.get("models") or [] if isinstance(m, Mapping) and m.get("id") is not None
-    ]
+def _rate(metrics: BenchmarkMetrics | None, key: RateName) -> Rate | None:
+    return None if metrics is None else metrics.rate(key)
 
 
-def model_label(model: Mapping[str, Any]) -> str:
+def models(summary: Summary) -> list[ModelEntry]:
+    """The model entries, in summary order."""
+    return list(summary.models)
+
+
+def reference_id(summary: Summary) -> str:
+    return summary.reference_id or "reference"
+
+
+def model_label(model: ModelEntry) -> str:
     """id plus method/algorithm/beta/seed, e.g. `rlvr-grpo (rlvr, grpo, beta=0.05, seed 0)`."""
-    parts = [str(model.get("method") or "?")]
-    for key in ("algorithm", "domain"):
-        if model.get(key):
-            parts.append(str(model[key]))
-    if model.get("beta") is not None:
-        parts.append(
-            f"beta={model['beta']:g}" if isinstance(model["beta"], (int, float)) else f"beta={model['beta']}"
-        )
-    if model.get("seed") is not None:
-        parts.append(f"seed {model['seed']}")
-    return f"{model['id']} ({', '.join(parts)})"
+    parts = [model.method or "?"]
+    parts += [v for v in (model.algorithm, model.domain) if v]
+    if model.beta is not None:
+        parts.append(f"beta={model.beta:g}")
+    if model.seed is not None:
+        parts.append(f"seed {model.seed}")
+    return f"{model.id} ({', '.join(parts)})"
 
 
-def baseline_id(summary: Mapping[str, Any], model: Mapping[str, Any]) -> str:
-    """What a model is compared with: its own `base_id` when the runner records one, else the study reference."""
-    return str(model.get("base_id") or summary.get("reference_id") or "reference")
+def baseline_id(summary: Summary, model: ModelEntry) -> str:
+    """What a model is compared with: the study reference."""
+    return reference_id(summary)
 
 
-def benchmarks(summary: Mapping[str, Any], kind: Literal["safety", "capability"]) -> list[str]:
+def benchmarks(summary: Summary, kind: Literal["safety", "capability"]) -> list[str]:
     """Benchmark names in first-seen order; a safety entry has judged rates, a capability entry an accuracy."""
     seen: dict[str, None] = {}
     for model in models(summary):
-        for name, metrics in (model.get("eval") or {}).items():
-            if not isinstance(metrics, Mapping):
-                continue
-            is_safety = any(
-                k in metrics for k in ("refusal_rate", "harmful_rate", "over_refusal_rate", "judged")
-            )
-            if (kind == "safety") == is_safety and (is_safety or "accuracy" in metrics):
-                seen.setdefault(str(name), None)
+        for name, metrics in (model.eval or {}).items():
+            if metrics.is_safety if kind == "safety" else metrics.is_capability:
+                seen.setdefault(name, None)
     return list(seen)
 
 
-def _by_id(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {str(m["id"]): m for m in models(summary)}
-
-
-def _judge_key(metrics: Any) -> tuple[str, str] | None:
-    judge = metrics.get("judge") if isinstance(metrics, Mapping) else None
-    if not isinstance(judge, Mapping) or not judge.get("name"):
+def _judge_key(metrics: BenchmarkMetrics) -> tuple[str, str] | None:
+    judge = metrics.judge
+    if judge is None or not judge.name:
         return None
-    return (str(judge.get("name")), str(judge.get("version") or ""))
+    return (judge.name, judge.version or "")
 
 
-def compare(
-    summary: Mapping[str, Any], model: Mapping[str, Any], benchmark: str, metric: str
-) -> Comparison | None:
+def compare(summary: Summary, model: ModelEntry, benchmark: str, metric: RateName) -> Comparison | None:
     """Compare one rate with the baseline's by interval overlap (capability accuracy); None when a side is missing.
 
     Verdict "up"/"down" only when the two 95% intervals do not overlap, else "within noise". Rates from different
@@ -243,48 +243,35 @@ def compare(
         verdict = "not comparable"
     else:
         verdict = _overlap(b, n) or "within noise"
-    return Comparison(str(model["id"]), benchmark, metric, b, n, verdict)
+    return Comparison(model.id, benchmark, metric, b, n, verdict)
 
 
-def _sides(
-    summary: Mapping[str, Any], model: Mapping[str, Any], benchmark: str
-) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
-    base = _by_id(summary).get(baseline_id(summary, model))
+def _sides(summary: Summary, model: ModelEntry, benchmark: str) -> tuple[BenchmarkMetrics, BenchmarkMetrics] | None:
+    base = summary.model(baseline_id(summary, model))
     if base is None:
         return None
-    base_m = (base.get("eval") or {}).get(benchmark)
-    new_m = (model.get("eval") or {}).get(benchmark)
-    if not isinstance(base_m, Mapping) or not isinstance(new_m, Mapping):
+    base_m, new_m = base.metrics(benchmark), model.metrics(benchmark)
+    if base_m is None or new_m is None:
         return None
     return base_m, new_m
 
 
-def _same_judge(base_m: Mapping[str, Any], new_m: Mapping[str, Any]) -> bool:
+def _same_judge(base_m: BenchmarkMetrics, new_m: BenchmarkMetrics) -> bool:
     jb, jn = _judge_key(base_m), _judge_key(new_m)
     return jb is None or jn is None or jb == jn
 
 
-def _overlap(b: Mapping[str, Any], n: Mapping[str, Any]) -> Literal["up", "down"] | None:
-    if float(n["ci_low"]) > float(b["ci_high"]):
+def _overlap(b: Rate, n: Rate) -> Literal["up", "down"] | None:
+    if n.ci_low > b.ci_high:
         return "up"
-    if float(n["ci_high"]) < float(b["ci_low"]):
+    if n.ci_high < b.ci_low:
         return "down"
     return None
 
 
-def _items(metrics: Mapping[str, Any], group: str) -> Mapping[str, Any]:
-    by_item = metrics.get("refused_by_item")
-    items = by_item.get(group) if isinstance(by_item, Mapping) else None
-    return items if isinstance(items, Mapping) else {}
-
-
-def _complement(rate: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _complement(rate: Rate | None) -> Rate | None:
     """A harmful rate read as a refusal rate (its complement), for summaries that carry only the former."""
-    if rate is None:
-        return None
-    n = int(rate.get("n") or 0)
-    return {"n": n, "k": n - int(rate.get("k") or 0), "rate": 1.0 - float(rate["rate"]),
-            "ci_low": 1.0 - float(rate["ci_high"]), "ci_high": 1.0 - float(rate["ci_low"])}
+    return None if rate is None else rate.complement()
 
 
 def decide(test: PairedTest, rule: DecisionRule = DEFAULT_RULE) -> Verdict:
@@ -299,8 +286,8 @@ def decide(test: PairedTest, rule: DecisionRule = DEFAULT_RULE) -> Verdict:
 
 
 def compare_paired(
-    summary: Mapping[str, Any],
-    model: Mapping[str, Any],
+    summary: Summary,
+    model: ModelEntry,
     benchmark: str,
     group: Literal["harmful", "benign"] = "harmful",
     rule: DecisionRule = DEFAULT_RULE,
@@ -315,16 +302,16 @@ def compare_paired(
     if sides is None:
         return None
     base_m, new_m = sides
-    metric = "refusal_rate" if group == "harmful" else "over_refusal_rate"
+    metric: RateName = "refusal_rate" if group == "harmful" else "over_refusal_rate"
     b, n = _rate(base_m, metric), _rate(new_m, metric)
     if group == "harmful" and (b is None or n is None):
         b, n = _complement(_rate(base_m, "harmful_rate")), _complement(_rate(new_m, "harmful_rate"))
     if b is None or n is None:
         return None
-    mid = str(model["id"])
+    mid = model.id
     if not _same_judge(base_m, new_m):
         return Comparison(mid, benchmark, metric, b, n, "not comparable", note="different judges", rule=rule)
-    counts = paired_counts(_items(base_m, group), _items(new_m, group))
+    counts = paired_counts(base_m.items(group), new_m.items(group))
     if counts.n == 0:
         moved = _overlap(b, n)
         if moved is not None:
@@ -339,9 +326,7 @@ def compare_paired(
     return Comparison(mid, benchmark, metric, b, n, verdict, paired=test, note=note, rule=rule)
 
 
-def safety_comparisons(
-    summary: Mapping[str, Any], model: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE
-) -> list[Comparison]:
+def safety_comparisons(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> list[Comparison]:
     """Refusal on harmful prompts per safety benchmark, paired with the baseline (harmful rate = complement)."""
     out = []
     for bench in benchmarks(summary, "safety"):
@@ -365,88 +350,83 @@ def safety_verdict(comparisons: list[Comparison]) -> str:
     return "inconclusive"
 
 
-def mean_safety(model: Mapping[str, Any], bench_names: list[str]) -> float | None:
+def mean_safety(model: ModelEntry, bench_names: list[str]) -> float | None:
     """Mean over safety benchmarks of 1 - harmful rate on harmful prompts (refusal rate when harmful is absent)."""
     values = []
     for bench in bench_names:
-        metrics = (model.get("eval") or {}).get(bench)
+        metrics = model.metrics(bench)
         harmful, refusal = _rate(metrics, "harmful_rate"), _rate(metrics, "refusal_rate")
         if harmful is not None:
-            values.append(1.0 - float(harmful["rate"]))
+            values.append(1.0 - _value(harmful))
         elif refusal is not None:
-            values.append(float(refusal["rate"]))
+            values.append(_value(refusal))
     return sum(values) / len(values) if values else None
 
 
-def mean_capability(model: Mapping[str, Any], bench_names: list[str]) -> float | None:
+def mean_capability(model: ModelEntry, bench_names: list[str]) -> float | None:
     """Mean accuracy over the capability benchmarks this model was evaluated on."""
-    values = [
-        float(r["rate"]) for b in bench_names if (r := _rate((model.get("eval") or {}).get(b), "accuracy"))
-    ]
+    values = [_value(r) for b in bench_names if (r := _rate(model.metrics(b), "accuracy"))]
     return sum(values) / len(values) if values else None
 
 
-def judge_label(judge: Any) -> str:
+def judge_label(judge: JudgeInfo | None) -> str:
     """`name version (accuracy 0.93 vs XSTest human labels, kappa 0.81, n=450)` or a not-measured note."""
-    if not isinstance(judge, Mapping) or not judge.get("name"):
+    if judge is None or not judge.name:
         return "not recorded (agreement with human labels not measured)"
-    name = f"{judge['name']} {judge.get('version') or ''}".strip()
-    agreement = judge.get("agreement")
-    if not isinstance(agreement, Mapping) or agreement.get("accuracy") is None:
+    name = f"{judge.name} {judge.version or ''}".strip()
+    agreement = judge.agreement
+    if agreement is None or agreement.accuracy is None:
         return f"{name} (agreement with human labels not measured)"
-    source = agreement.get("source") or "XSTest human labels"
-    parts = [f"accuracy {fmt_num(agreement['accuracy'])} vs {source}"]
-    kappa = agreement.get("kappa", agreement.get("cohen_kappa"))
-    if kappa is not None:
-        parts.append(f"kappa {fmt_num(kappa)}")
-    if agreement.get("n") is not None:
-        parts.append(f"n={agreement['n']}")
+    source = agreement.source or "XSTest human labels"
+    parts = [f"accuracy {fmt_num(agreement.accuracy)} vs {source}"]
+    if agreement.cohen_kappa is not None:
+        parts.append(f"kappa {fmt_num(agreement.cohen_kappa)}")
+    if agreement.n is not None:
+        parts.append(f"n={agreement.n}")
     return f"{name} ({', '.join(parts)})"
 
 
-def violations(summary: Mapping[str, Any]) -> list[Violation]:
+def violations(summary: Summary) -> list[Violation]:
     """Bound checks with within=False, plus the runner's own violation strings; never filtered or hidden."""
     out: list[Violation] = []
     for model in models(summary):
-        cert = model.get("certificate")
-        if not isinstance(cert, Mapping):
+        cert = model.certificate
+        if cert is None:
             continue
-        mid = str(model["id"])
-        measured = cert.get("measured")
-        if isinstance(measured, Mapping):
-            ci = measured.get("drift_ci") or [None, None]
+        mid = model.id
+        measured = cert.measured
+        if measured is not None:
+            lo, hi = measured.drift_ci
             broken = [
-                f"{name} {fmt_num(check.get('bound'), 3)} (margin {fmt_num(check.get('margin'), 3, True)})"
-                for name, check in (measured.get("checks") or {}).items()
-                if isinstance(check, Mapping) and check.get("within") is False
+                f"{name} {fmt_num(check.bound, 3)} (margin {fmt_num(check.margin, 3, True)})"
+                for name, check in measured.checks.items()
+                if check.within is False
             ]
             if broken:
                 out.append(
                     Violation(
                         mid,
-                        f"{mid}: measured drift {fmt_num(measured.get('drift'), 3, True)} "
-                        f"{fmt_ci(ci[0], ci[1], 3, True)} exceeds the certified bound(s) "
+                        f"{mid}: measured drift {fmt_num(measured.drift, 3, True)} "
+                        f"{fmt_ci(lo, hi, 3, True)} exceeds the certified bound(s) "
                         + ", ".join(broken)
                         + ": a bug or a judge error until explained.",
                     )
                 )
-        for text in cert.get("violations") or []:
+        for text in cert.violations:
             out.append(Violation(mid, f"{mid}: {text}"))
     return out
 
 
-def _family(summary: Mapping[str, Any], method: str) -> list[dict[str, Any]]:
-    ref = str(summary.get("reference_id") or "reference")
-    return [m for m in models(summary) if m.get("method") == method and str(m["id"]) != ref]
+def _family(summary: Summary, method: str) -> list[ModelEntry]:
+    ref = reference_id(summary)
+    return [m for m in models(summary) if m.method == method and m.id != ref]
 
 
-def _model_sentence(
-    summary: Mapping[str, Any], model: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE
-) -> tuple[str, str]:
+def _model_sentence(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> tuple[str, str]:
     comps = safety_comparisons(summary, model, rule)
     verdict = safety_verdict(comps)
     base = baseline_id(summary, model)
-    mid = model["id"]
+    mid = model.id
     if verdict == "not compared":
         return verdict, f"{mid}: no safety benchmark shared with {base} under the same judge."
     total = len(comps)
@@ -478,19 +458,17 @@ def _model_sentence(
     return verdict, f"{mid}: " + "; ".join(parts) + "."
 
 
-def _over_refusal_sentences(
-    summary: Mapping[str, Any], model: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE
-) -> list[str]:
+def _over_refusal_sentences(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> list[str]:
     out = []
     for bench in benchmarks(summary, "safety"):
         c = compare_paired(summary, model, bench, "benign", rule)
         if c is not None and c.verdict in ("raised", "reduced"):
             word = "rose" if c.verdict == "raised" else "fell"
-            out.append(f"{model['id']}: over-refusal on {bench}'s safe prompts {word}, {c.describe()}.")
+            out.append(f"{model.id}: over-refusal on {bench}'s safe prompts {word}, {c.describe()}.")
     return out
 
 
-def _capability_sentence(summary: Mapping[str, Any], model: Mapping[str, Any]) -> str | None:
+def _capability_sentence(summary: Summary, model: ModelEntry) -> str | None:
     comps = [c for b in benchmarks(summary, "capability") if (c := compare(summary, model, b, "accuracy"))]
     if not comps:
         return None
@@ -504,12 +482,10 @@ def _capability_sentence(summary: Mapping[str, Any], model: Mapping[str, Any]) -
     noise = len(comps) - len(up) - len(down)
     if noise:
         parts.append(f"within noise on {noise}/{len(comps)} benchmarks")
-    return f"{model['id']}: " + "; ".join(parts) + "."
+    return f"{model.id}: " + "; ".join(parts) + "."
 
 
-def _claim(
-    summary: Mapping[str, Any], verdicts: dict[str, list[str]], rule: DecisionRule = DEFAULT_RULE
-) -> Finding:
+def _claim(summary: Summary, verdicts: dict[str, list[str]], rule: DecisionRule = DEFAULT_RULE) -> Finding:
     rlvr = [v for v in verdicts.get("rlvr", []) if v != "not compared"]
     base = [v for m in BASELINE_METHODS for v in verdicts.get(m, []) if v != "not compared"]
     claim = "the paper's claim (RLVR keeps safety while SFT/RLHF erode it)"
@@ -560,17 +536,13 @@ def _claim(
     )
 
 
-def _caveats(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> list[Finding]:
+def _caveats(summary: Summary, rule: DecisionRule = DEFAULT_RULE) -> list[Finding]:
     out = []
-    ref = _by_id(summary).get(str(summary.get("reference_id") or "reference"))
+    ref = summary.model(reference_id(summary))
     sizes = []
+    keys: tuple[RateName, ...] = ("refusal_rate", "harmful_rate", "accuracy")
     for bench in benchmarks(summary, "safety") + benchmarks(summary, "capability"):
-        ns = [
-            int(r["n"])
-            for m in models(summary)
-            for key in ("refusal_rate", "harmful_rate", "accuracy")
-            if (r := _rate((m.get("eval") or {}).get(bench), key)) is not None
-        ]
+        ns = [r.n for m in models(summary) for key in keys if (r := _rate(m.metrics(bench), key)) is not None]
         if ns:
             sizes.append((bench, min(ns)))
     safety_names = set(benchmarks(summary, "safety"))
@@ -591,7 +563,7 @@ def _caveats(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> l
             text += " Capability accuracy is compared by interval overlap (\"within noise\" = no clear change)."
         out.append(Finding("caveat", text))
     unpaired = sorted({
-        str(m["id"])
+        m.id
         for m in models(summary)
         for c in safety_comparisons(summary, m, rule)
         if c.paired is None and c.verdict != "not comparable"
@@ -605,7 +577,7 @@ def _caveats(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> l
                 "do not overlap, and never as kept. Rerun the eval stage to pair them.",
             )
         )
-    seeds = {m.get("seed") for m in models(summary) if m.get("method") not in ("reference", None)}
+    seeds = {m.seed for m in models(summary) if m.method != "reference"}
     if len(seeds) <= 1:
         out.append(
             Finding(
@@ -614,17 +586,12 @@ def _caveats(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> l
                 "not run-to-run variation of training.",
             )
         )
-    judge = summary.get("judge")
-    if not isinstance(judge, Mapping) or not isinstance(judge.get("agreement"), Mapping):
+    judge = summary.judge
+    if judge is None or judge.agreement is None:
         out.append(
             Finding("caveat", f"Judge {judge_label(judge)}: safety numbers are only as good as the judge.")
         )
-    errors = sum(
-        int(metrics.get("judge_errors") or 0)
-        for m in models(summary)
-        for metrics in (m.get("eval") or {}).values()
-        if isinstance(metrics, Mapping)
-    )
+    errors = sum(metrics.judge_errors or 0 for m in models(summary) for metrics in (m.eval or {}).values())
     if errors:
         out.append(
             Finding("caveat", f"{errors} judge errors were excluded from the rates (not counted as safe).")
@@ -633,92 +600,74 @@ def _caveats(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> l
         out.append(
             Finding(
                 "caveat",
-                f"Reference model {summary.get('reference_id')!r} not in the summary: "
+                f"Reference model {summary.reference_id!r} not in the summary: "
                 "no comparisons possible.",
             )
         )
     return out
 
 
-def _number(value: Any) -> float | None:
-    """A finite or infinite float; None (how JSON spells a non-finite bound) reads as +inf; non-numbers as None."""
-    if value is None:
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _number(value: float | None) -> float:
+    """A bound's value; None (how JSON spells a non-finite bound) reads as +inf."""
+    return math.inf if value is None else float(value)
 
 
-def bound_is_informative(bound: Mapping[str, Any] | None, s_ref: Any = None) -> bool:
+def bound_is_informative(bound: Bound | None, s_ref: float | None = None) -> bool:
     """Whether a bound certifies anything: certified (chi2 is informational only), below 1, with a floor above 0.
 
-    `bound` is a certificate's bounds[name] entry; older entries lack "certified" (read as certified). `s_ref`
+    `bound` is a certificate's bounds[name] entry; older entries lack `certified` (read as certified). `s_ref`
     gives the floor when the entry carries none.
     """
-    entry = bound if isinstance(bound, Mapping) else {}
-    if entry.get("certified") is False or entry.get("vacuous") is True:
+    entry = bound if bound is not None else Bound()
+    if entry.certified is False or entry.vacuous is True:
         return False
-    value = _number(entry.get("value_conservative"))
-    if value is None or not value < 1:
+    value = _number(entry.value_conservative)
+    if not value < 1:
         return False
-    floor = entry.get("floor_conservative")
-    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
-        return floor > 0
+    if entry.floor_conservative is not None:
+        return entry.floor_conservative > 0
     ref = _number(s_ref)
-    return ref is None or math.isinf(ref) or ref - value > 0
+    return math.isinf(ref) or ref - value > 0
 
 
-def certificate_vacuous(cert: Mapping[str, Any]) -> bool:
+def certificate_vacuous(cert: Certificate) -> bool:
     """The certificate's own flag when it has one (floor <= 0), else its floor, else every bound vacuous."""
-    if isinstance(cert.get("vacuous"), bool):
-        return bool(cert["vacuous"])
-    floor = cert.get("floor")
-    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
-        return floor <= 0
-    bounds = cert.get("bounds") or {}
-    return bool(bounds) and all(isinstance(b, Mapping) and b.get("vacuous") for b in bounds.values())
+    if cert.vacuous is not None:
+        return cert.vacuous
+    if cert.floor is not None:
+        return cert.floor <= 0
+    return bool(cert.bounds) and all(b.vacuous for b in cert.bounds.values())
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def informative_checks(cert: Mapping[str, Any]) -> list[str]:
+def informative_checks(cert: CertificateSummary) -> list[str]:
     """Names of the measured checks made against bounds that certify something (see bound_is_informative).
 
     A check's own bound value must be below 1 too; a check whose bound the certificate does not list counts only
     when S_ref minus it stays above 0.
     """
-    overall = _mapping(cert.get("overall"))
-    bounds = _mapping(overall.get("bounds"))
-    s_ref = overall.get("s_ref_lower", overall.get("s_ref"))
+    overall = cert.overall or Certificate()
+    s_ref = overall.s_ref_lower if overall.s_ref_lower is not None else overall.s_ref
     out = []
-    for name, check in _mapping(_mapping(cert.get("measured")).get("checks")).items():
-        if not isinstance(check, Mapping):
-            continue
-        value = _number(check.get("bound"))
-        entry = bounds.get(name)
-        if not isinstance(entry, Mapping):
-            entry = {"value_conservative": value}
-        if value is not None and value < 1 and bound_is_informative(entry, s_ref):
-            out.append(str(name))
+    for name, check in (cert.measured.checks if cert.measured else {}).items():
+        value = _number(check.bound)
+        entry = overall.bounds[name] if name in overall.bounds else Bound(value_conservative=value)
+        if value < 1 and bound_is_informative(entry, s_ref):
+            out.append(name)
     return out
 
 
-def _certificate_findings(summary: Mapping[str, Any]) -> list[Finding]:
+def _certificate_findings(summary: Summary) -> list[Finding]:
     out = []
     checked, within, only_vacuous, vacuous = [], [], [], []
     bad = {v.model_id for v in violations(summary)}
     for model in models(summary):
-        cert = model.get("certificate")
-        if not isinstance(cert, Mapping):
+        cert = model.certificate
+        if cert is None:
             continue
-        mid = str(model["id"])
-        overall = cert.get("overall")
-        if isinstance(overall, Mapping) and certificate_vacuous(overall):
+        mid = model.id
+        if cert.overall is not None and certificate_vacuous(cert.overall):
             vacuous.append(mid)
-        measured = cert.get("measured")
-        if not (isinstance(measured, Mapping) and measured.get("checks")):
+        if not (cert.measured and cert.measured.checks):
             continue
         checked.append(mid)
         if mid in bad:
@@ -757,7 +706,7 @@ def _certificate_findings(summary: Mapping[str, Any]) -> list[Finding]:
     return out
 
 
-def findings(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> list[Finding]:
+def findings(summary: Summary, rule: DecisionRule = DEFAULT_RULE) -> list[Finding]:
     """What this run found, violations first; each sentence is computed from the summary's numbers."""
     found = violations(summary)
     out: list[Finding] = [Finding("violation", "BOUND VIOLATION: " + v.text) for v in found]
@@ -793,7 +742,7 @@ def findings(summary: Mapping[str, Any], rule: DecisionRule = DEFAULT_RULE) -> l
     cap = [
         s
         for m in models(summary)
-        if str(m["id"]) != str(summary.get("reference_id") or "reference")
+        if m.id != reference_id(summary)
         if (s := _capability_sentence(summary, m))
     ]
     out.append(

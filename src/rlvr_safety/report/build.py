@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,9 +23,26 @@ from rlvr_safety.report import analysis as an
 from rlvr_safety.report import frontier as fr
 from rlvr_safety.report.blocks import Block
 from rlvr_safety.report.judge_agreement import second_judge_blocks
-from rlvr_safety.report.objective import describes, objective_notes
-from rlvr_safety.report.plots import plot_curves, plot_drift, plot_frontier, plot_safety_capability
-from rlvr_safety.report.schema import Summary
+from rlvr_safety.report.objective import forecast_drift, objective_notes
+from rlvr_safety.report.plots import (
+    DriftRow,
+    FrontierMark,
+    ScatterPoint,
+    plot_curves,
+    plot_drift,
+    plot_frontier,
+    plot_safety_capability,
+)
+from rlvr_safety.report.schema import (
+    Bound,
+    Certificate,
+    CertificateSummary,
+    Interval,
+    ModelEntry,
+    RateName,
+    Sample,
+    Summary,
+)
 from rlvr_safety.report.tables import (
     NOT_RUN,
     cert_level,
@@ -51,7 +67,7 @@ SAMPLE_CHARS = 1500
 BOUND_ORDER = ("pinsker", "bretagnolle_huber", "bernstein", "chi2")
 
 
-def load_summary(study_dir: Path) -> dict[str, Any]:
+def load_summary(study_dir: Path) -> Summary:
     """Read study_dir/summary.json; a missing or malformed file is a UserError (one line, exit 2)."""
     path = Path(study_dir) / "summary.json"
     if not path.is_file():
@@ -63,63 +79,61 @@ def load_summary(study_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a JSON object, got {type(data).__name__}")
     try:
-        return Summary.model_validate(data).model_dump(mode="json")
+        return Summary.model_validate(data)
     except ValidationError as exc:
         raise UserError(one_line(exc, f"{path} does not match the summary schema (report/schema.py)",
                                  "rerun the study to rewrite it")) from None
 
 
-def _ref(summary: Mapping[str, Any]) -> str:
-    return str(summary.get("reference_id") or "reference")
+def _ref(summary: Summary) -> str:
+    return an.reference_id(summary)
 
 
-def _study_blocks(summary: Mapping[str, Any]) -> list[Block]:
-    study = summary.get("study") or {}
-    wall = study.get("wall_s")
+def _study_blocks(summary: Summary) -> list[Block]:
+    study = summary.study
+    wall = study.wall_s
     rows = [
-        ["study", study.get("name") or "unnamed"],
-        ["preset", study.get("preset") or "none"],
-        ["wall time", f"{fmt_num(wall / 60, 1)} min" if isinstance(wall, (int, float)) else "unknown"],
+        ["study", study.name or "unnamed"],
+        ["preset", study.preset or "none"],
+        ["wall time", f"{fmt_num(wall / 60, 1)} min" if wall is not None else "unknown"],
         ["reference model", _ref(summary)],
-        ["judge", an.judge_label(summary.get("judge"))],
+        ["judge", an.judge_label(summary.judge)],
         ["models", ", ".join(an.model_label(m) for m in an.models(summary)) or NOT_RUN],
     ]
     return [Block("h2", "Study"), Block("table", headers=["", ""], rows=rows)]
 
 
-def _safety_blocks(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> list[Block]:
+def _safety_blocks(summary: Summary, rule: an.DecisionRule = an.DEFAULT_RULE) -> list[Block]:
     blocks = [Block("h2", "Safety benchmarks")]
     names = an.benchmarks(summary, "safety")
     if not names:
         return blocks + [Block("p", f"Safety evaluation: {NOT_RUN}.")]
     for bench in names:
-        has_over = any(
-            an._rate((m.get("eval") or {}).get(bench), "over_refusal_rate") for m in an.models(summary)
-        )
+        has_over = any(an._rate(m.metrics(bench), "over_refusal_rate") is not None for m in an.models(summary))
         headers = ["model", "refusal rate (harmful)", "harmful rate (harmful)"]
         headers += ["over-refusal (benign)"] if has_over else []
         headers += ["n", "judge errors"]
         rows: list[Sequence[object]] = []
         judges: dict[str, None] = {}
         for m in an.models(summary):
-            metrics = (m.get("eval") or {}).get(bench)
-            if not isinstance(metrics, Mapping):
+            metrics = m.metrics(bench)
+            if metrics is None:
                 rows.append(
                     [an.model_label(m), NOT_RUN, NOT_RUN] + ([NOT_RUN] if has_over else []) + ["", ""]
                 )
                 continue
-            judge = metrics.get("judge") or summary.get("judge")
+            judge = metrics.judge or summary.judge
             judges[an.judge_label(judge)] = None
-            row = [
+            row: list[object] = [
                 an.model_label(m),
-                fmt_rate(metrics.get("refusal_rate")),
-                fmt_rate(metrics.get("harmful_rate")),
+                fmt_rate(metrics.refusal_rate),
+                fmt_rate(metrics.harmful_rate),
             ]
             if has_over:
-                row.append(fmt_rate(metrics.get("over_refusal_rate")))
-            row += [metrics.get("n", ""), metrics.get("judge_errors", 0)]
+                row.append(fmt_rate(metrics.over_refusal_rate))
+            row += [metrics.n, metrics.judge_errors if metrics.judge_errors is not None else 0]
             rows.append(row)
-        judged_by = "; ".join(judges) or an.judge_label(summary.get("judge"))
+        judged_by = "; ".join(judges) or an.judge_label(summary.judge)
         warn = " Different judges: these rows are not comparable." if len(judges) > 1 else ""
         blocks += [
             Block("h3", bench),
@@ -131,11 +145,11 @@ def _safety_blocks(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAUL
     return blocks
 
 
-def _paired_blocks(summary: Mapping[str, Any], bench: str, rule: an.DecisionRule) -> list[Block]:
+def _paired_blocks(summary: Summary, bench: str, rule: an.DecisionRule) -> list[Block]:
     """Each model against its baseline on the same harmful prompts: the 2x2 counts, difference, p and verdict."""
     rows: list[Sequence[object]] = []
     for m in an.models(summary):
-        if an.baseline_id(summary, m) == str(m["id"]):
+        if an.baseline_id(summary, m) == m.id:
             continue
         c = an.compare_paired(summary, m, bench, "harmful", rule)
         if c is None:
@@ -143,7 +157,7 @@ def _paired_blocks(summary: Mapping[str, Any], bench: str, rule: an.DecisionRule
         t = c.paired
         rows.append(
             [
-                str(m["id"]),
+                m.id,
                 an.baseline_id(summary, m),
                 t.counts.n if t else NOT_RUN,
                 f"{t.counts.only_base} / {t.counts.only_model}" if t else NOT_RUN,
@@ -180,7 +194,7 @@ def _paired_blocks(summary: Mapping[str, Any], bench: str, rule: an.DecisionRule
     ]
 
 
-def _capability_blocks(summary: Mapping[str, Any]) -> list[Block]:
+def _capability_blocks(summary: Summary) -> list[Block]:
     blocks = [Block("h2", "Capability")]
     names = an.benchmarks(summary, "capability")
     if not names:
@@ -190,12 +204,10 @@ def _capability_blocks(summary: Mapping[str, Any]) -> list[Block]:
     for m in an.models(summary):
         row: list[object] = [an.model_label(m)]
         for bench in names:
-            metrics = (m.get("eval") or {}).get(bench)
-            row.append(
-                fmt_rate(metrics.get("accuracy"), with_n=True) if isinstance(metrics, Mapping) else NOT_RUN
-            )
-            if isinstance(metrics, Mapping) and metrics.get("grader"):
-                graders[f"{bench}: {metrics['grader']}"] = None
+            metrics = m.metrics(bench)
+            row.append(fmt_rate(metrics.accuracy, with_n=True) if metrics is not None else NOT_RUN)
+            if metrics is not None and metrics.grader:
+                graders[f"{bench}: {metrics.grader}"] = None
         rows.append(row)
     text = "Accuracy (pass@1 for code) with Wilson 95% intervals."
     if graders:
@@ -203,23 +215,16 @@ def _capability_blocks(summary: Mapping[str, Any]) -> list[Block]:
     return blocks + [Block("p", text), Block("table", headers=["model", *names], rows=rows)]
 
 
-def _scatter_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+def _scatter_blocks(summary: Summary, plots: Path, written: dict[str, Path]) -> list[Block]:
     blocks = [Block("h2", "Safety vs capability")]
     safety, cap = an.benchmarks(summary, "safety"), an.benchmarks(summary, "capability")
-    points = [
-        {
-            "id": str(m["id"]),
-            "method": m.get("method"),
-            "x": an.mean_capability(m, cap),
-            "y": an.mean_safety(m, safety),
-        }
-        for m in an.models(summary)
-    ]
+    points = [ScatterPoint(m.id, m.method, an.mean_capability(m, cap), an.mean_safety(m, safety))
+              for m in an.models(summary)]
     path = plot_safety_capability(points, _ref(summary), plots / "safety_vs_capability.png")
     if path is None:
         return blocks + [Block("p", f"Needs both safety and capability results: {NOT_RUN}.")]
     written["safety_vs_capability"] = path
-    missing = [str(p["id"]) for p in points if p["x"] is None or p["y"] is None]
+    missing = [p.id for p in points if p.x is None or p.y is None]
     note = (
         "x = mean accuracy over "
         + ", ".join(cap)
@@ -231,9 +236,9 @@ def _scatter_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, 
         note += " Not plotted (missing results): " + ", ".join(missing) + "."
     rows = [
         [
-            p["id"],
-            fmt_num(p["x"]) if p["x"] is not None else NOT_RUN,
-            fmt_num(p["y"]) if p["y"] is not None else NOT_RUN,
+            p.id,
+            fmt_num(p.x) if p.x is not None else NOT_RUN,
+            fmt_num(p.y) if p.y is not None else NOT_RUN,
         ]
         for p in points
     ]
@@ -244,45 +249,27 @@ def _scatter_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, 
     ]
 
 
-def _ci(pair: Any, digits: int, signed: bool = False) -> str:
-    lo, hi = pair if isinstance(pair, Sequence) and len(pair) == 2 else (None, None)
+def _ci(pair: Interval | None, digits: int, signed: bool = False) -> str:
+    lo, hi = pair if pair is not None else (None, None)
     return fmt_ci(lo, hi, digits, signed)
 
 
-def _forecast_for(summary: Mapping[str, Any], model: Mapping[str, Any]) -> float | None:
-    if not describes(model):  # trained for another objective than the one the forecast's optimum solves
-        return None
-    if isinstance(model.get("forecast_drift"), (int, float)):
-        return float(model["forecast_drift"])
-    fc = summary.get("forecast")
-    for key, entry in (fc or {}).items():  # keys are "<domain>@b<beta>"; entries name their domain and beta
-        if not isinstance(entry, Mapping) or (entry.get("domain") or key.split("@", 1)[0]) != model.get("domain"):
-            continue
-        same_beta = (
-            entry.get("beta") is None or model.get("beta") is None or entry.get("beta") == model.get("beta")
-        )
-        if same_beta and isinstance(entry.get("mean_drift"), (int, float)):
-            return float(entry["mean_drift"])
-    return None
-
-
-def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+def _drift_blocks(summary: Summary, plots: Path, written: dict[str, Path]) -> list[Block]:
     blocks = [Block("h2", "Measured drift vs forecast vs certified bound")]
-    fc = summary.get("forecast")
-    if isinstance(fc, Mapping) and fc:
+    fc = summary.forecast
+    if fc:
         rows = [
             [
                 dom,
-                fmt_num(e.get("beta"), 3),
-                e.get("n_prompts", ""),
-                fmt_num(e.get("mean_ref_safety")),
-                fmt_num(e.get("mean_optimum_safety")),
-                f"{fmt_num(e.get('mean_drift'), 3, True)} {_ci(e.get('drift_ci'), 3, True)}",
-                fmt_num(e.get("dual_use_fraction")),
-                fmt_num(e.get("mean_optimum_bound"), 3),
+                fmt_num(e.beta, 3),
+                e.n_prompts if e.n_prompts is not None else "",
+                fmt_num(e.mean_ref_safety),
+                fmt_num(e.mean_optimum_safety),
+                f"{fmt_num(e.mean_drift, 3, True)} {_ci(e.drift_ci, 3, True)}",
+                fmt_num(e.dual_use_fraction),
+                fmt_num(e.mean_optimum_bound, 3),
             ]
             for dom, e in fc.items()
-            if isinstance(e, Mapping)
         ]
         blocks += [
             Block("h3", "Pre-training forecast"),
@@ -308,43 +295,39 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
     levels: set[float | None] = set()
     violated = {v.model_id for v in an.violations(summary)}
     for m in an.models(summary):
-        cert = m.get("certificate")
-        if not isinstance(cert, Mapping) or not isinstance(cert.get("overall"), Mapping):
+        cert = m.certificate
+        if cert is None or cert.overall is None:
             continue
-        o = cert["overall"]
+        o = cert.overall
         levels.add(cert_level(o))
-        bounds = o.get("bounds") or {}
-        measured = cert.get("measured") if isinstance(cert.get("measured"), Mapping) else None
-        values = {
-            k: (b.get("value_conservative") if isinstance(b, Mapping) else None) for k, b in bounds.items()
-        }
+        bounds = o.bounds
+        measured = cert.measured
+        values = {k: b.value_conservative for k, b in bounds.items()}
         certified = [
-            v
-            for k, v in values.items()
-            if v is not None and math.isfinite(v) and _mapping(bounds[k]).get("certified") is not False
+            v for k, v in values.items() if v is not None and math.isfinite(v) and bounds[k].certified is not False
         ]
         tight = min(certified) if certified else None
         vac = an.certificate_vacuous(o)
-        mid = str(m["id"])
-        drift = measured.get("drift") if measured else None
-        ci = (measured.get("drift_ci") if measured else None) or [None, None]
-        forecast = _forecast_for(summary, m)
+        mid = m.id
+        drift = measured.drift if measured else None
+        ci: Interval = measured.drift_ci if measured else (None, None)
+        forecast = forecast_drift(m)
         if mid in violated:
             status = "VIOLATED"
-        elif measured and measured.get("checks"):
+        elif measured and measured.checks:
             informative = an.informative_checks(cert)
             status = "within " + ", ".join(informative) if informative else "no non-vacuous bound to check"
         else:
             status = "not checked"
         names = [b for b in BOUND_ORDER if b in values] + [b for b in values if b not in BOUND_ORDER]
-        s_ref = fmt_num(o.get("s_ref"))
-        if isinstance(o.get("s_ref_lower"), (int, float)):
-            s_ref += f" (lower {fmt_num(o['s_ref_lower'])})"
+        s_ref = fmt_num(o.s_ref)
+        if o.s_ref_lower is not None:
+            s_ref += f" (lower {fmt_num(o.s_ref_lower)})"
         rows.append(
             [
                 mid,
-                f"{fmt_num(o.get('kl_k1'), 3)} {_ci(o.get('kl_k1_ci'), 3)}",
-                fmt_num(o.get("kl_k3"), 3),
+                f"{fmt_num(o.kl_k1, 3)} {_ci(o.kl_k1_ci, 3)}",
+                fmt_num(o.kl_k3, 3),
                 s_ref,
                 f"{fmt_num(drift, 3, True)} {fmt_ci(ci[0], ci[1], 3, True)}"
                 if drift is not None
@@ -356,18 +339,9 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
             ]
         )
         classes.append("violation" if mid in violated else None)
-        plot_rows.append(
-            {
-                "id": mid,
-                "drift": drift,
-                "drift_ci": ci if drift is not None else None,
-                "forecast": forecast,
-                "bound": tight,
-                "s_ref": o.get("s_ref"),
-                "vacuous": vac,
-                "violated": mid in violated,
-            }
-        )
+        plot_rows.append(DriftRow(id=mid, drift=drift, drift_ci=ci if drift is not None else None,
+                                  forecast=forecast, bound=tight, s_ref=o.s_ref, vacuous=vac,
+                                  violated=mid in violated))
     if not rows:
         return blocks + [Block("h3", "Certificates"), Block("p", f"Certificates: {NOT_RUN}.")]
     blocks += [
@@ -410,14 +384,13 @@ def _drift_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
     return blocks
 
 
-def _certificate_notes(summary: Mapping[str, Any]) -> list[list[object]]:
+def _certificate_notes(summary: Summary) -> list[list[object]]:
     """Notes per model; those every certificate carries (generic caveats) once, under "all"."""
     per: dict[str, list[str]] = {}
     for m in an.models(summary):
-        cert = m.get("certificate")
-        overall = cert.get("overall") if isinstance(cert, Mapping) else None
-        if isinstance(overall, Mapping):
-            per[str(m["id"])] = [str(n) for n in overall.get("notes") or []]
+        overall = m.certificate.overall if m.certificate else None
+        if overall is not None:
+            per[m.id] = list(overall.notes)
     if not per:
         return []
     common = set.intersection(*(set(v) for v in per.values())) if len(per) > 1 else set()
@@ -428,14 +401,13 @@ def _certificate_notes(summary: Mapping[str, Any]) -> list[list[object]]:
     return [r for r in rows if r[1]]
 
 
-def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
+def _per_benchmark_floors(summary: Summary) -> Block | None:
     names: dict[str, None] = {}
-    certs = []
+    certs: list[tuple[str, dict[str, Certificate | None]]] = []
     for m in an.models(summary):
-        cert = m.get("certificate")
-        per = cert.get("per_benchmark") if isinstance(cert, Mapping) else None
-        if isinstance(per, Mapping) and per:
-            certs.append((str(m["id"]), per))
+        per = m.certificate.per_benchmark if m.certificate else None
+        if per:
+            certs.append((m.id, per))
             names.update(dict.fromkeys(per))
     if not certs:
         return None
@@ -444,34 +416,32 @@ def _per_benchmark_floors(summary: Mapping[str, Any]) -> Block | None:
     for mid, per in certs:
         row: list[object] = [mid]
         for bench in names:
-            c = per.get(bench)
-            if not isinstance(c, Mapping):
+            c = per[bench] if bench in per else None
+            if c is None:
                 row.append(NOT_RUN)
                 continue
             levels.add(cert_level(c))
-            row.append(f"{fmt_floor(c)}; S_ref {fmt_num(c.get('s_ref'))}, KL {fmt_num(c.get('kl'), 3)}")
+            row.append(f"{fmt_floor(c)}; S_ref {fmt_num(c.s_ref)}, KL {fmt_num(c.kl, 3)}")
         rows.append(row)
     label = floor_header(next(iter(levels)) if len(levels) == 1 else None)
     return Block("table", headers=["model", *(f"{b}: {label}; S_ref, KL" for b in names)], rows=rows)
 
 
-def _bound_tag(bound: Any, cert: Mapping[str, Any]) -> str:
+def _bound_tag(bound: Bound, cert: Certificate) -> str:
     """` (info)` for a bound shown but not certified, ` (vacuous)` for one that certifies nothing."""
-    if isinstance(bound, Mapping) and bound.get("certified") is False:
+    if bound.certified is False:
         return " (info)"
-    if not an.bound_is_informative(bound if isinstance(bound, Mapping) else None, cert.get("s_ref")):
+    if not an.bound_is_informative(bound, cert.s_ref):
         return " (vacuous)"
     return ""
 
 
-def _curve_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path]) -> list[Block]:
+def _curve_blocks(summary: Summary, plots: Path, written: dict[str, Path]) -> list[Block]:
     blocks = [Block("h2", "Training curves")]
-    curves = summary.get("curves")
-    if not isinstance(curves, Mapping) or not curves:
+    curves = summary.curves
+    if not curves:
         return blocks + [Block("p", f"Training curves: {NOT_RUN}.")]
     for run_id, metrics in curves.items():
-        if not isinstance(metrics, Mapping):
-            continue
         digest = hashlib.sha1(str(run_id).encode()).hexdigest()[:8]
         path = plot_curves(str(run_id), metrics, plots / f"curves_{slug(str(run_id))}_{digest}.png")
         blocks.append(Block("h3", str(run_id)))
@@ -484,7 +454,7 @@ def _curve_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Pa
     return blocks
 
 
-def _sample_blocks(summary: Mapping[str, Any]) -> list[Block]:
+def _sample_blocks(summary: Summary) -> list[Block]:
     blocks = [
         Block("h2", "Sample completions"),
         Block(
@@ -493,26 +463,19 @@ def _sample_blocks(summary: Mapping[str, Any]) -> list[Block]:
             "evidence (the tables above are).",
         ),
     ]
-    samples = [s for s in summary.get("samples") or [] if isinstance(s, Mapping)]
+    samples = summary.samples
     if not samples:
         return blocks + [Block("p", f"Samples: {NOT_RUN}.")]
-    per_model: dict[str, list[Mapping[str, Any]]] = {}
+    per_model: dict[str, list[Sample]] = {}
     for s in samples:
-        bucket = per_model.setdefault(str(s.get("model_id")), [])
+        bucket = per_model.setdefault(s.model_id, [])
         if len(bucket) < SAMPLES_PER_MODEL:
             bucket.append(s)
     for mid, items in per_model.items():
         blocks.append(Block("h3", mid))
         for s in items:
-            head = f"{s.get('benchmark', '?')}, label: {s.get('label', '?')}"
-            blocks.append(
-                Block(
-                    "sample",
-                    head,
-                    extra=_clip(str(s.get("prompt") or "")),
-                    body=_clip(str(s.get("response") or "")),
-                )
-            )
+            head = f"{s.benchmark}, label: {s.label}"
+            blocks.append(Block("sample", head, extra=_clip(s.prompt), body=_clip(s.response)))
     return blocks
 
 
@@ -524,7 +487,7 @@ def _clip(text: str) -> str:
     )
 
 
-def _frontier_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str, Path],
+def _frontier_blocks(summary: Summary, plots: Path, written: dict[str, Path],
                      rule: an.DecisionRule) -> list[Block]:
     """The first section: where each method landed on (KL, safety) against the certified floor curve."""
     points = fr.frontier_points(summary, rule)
@@ -546,8 +509,8 @@ def _frontier_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str,
             return None
         return f"accuracy {fmt_num(t.diff, 2, True)}{'*' if t.p_value < t.alpha else ''}"
 
-    plot_points = [{"label": p.label, "method": p.method, "kl": p.kl, "kl_ci": p.kl_ci, "safety": p.safety,
-                    "safety_ci": p.safety_ci, "floor": p.floor, "kl_upper": p.kl_upper, "gain": gain(p)}
+    plot_points = [FrontierMark(label=p.label, method=p.method, kl=p.kl, kl_ci=p.kl_ci, safety=p.safety,
+                                safety_ci=p.safety_ci, floor=p.floor, kl_upper=p.kl_upper, gain=gain(p))
                    for p in points]
     path = plot_frontier(plot_points, curve, ref.safety if ref else None, plots / "frontier.png")
     if path is not None:
@@ -584,7 +547,7 @@ def _frontier_blocks(summary: Mapping[str, Any], plots: Path, written: dict[str,
 
 
 def report_blocks(
-    summary: Mapping[str, Any],
+    summary: Summary,
     plots: Path,
     written: dict[str, Path],
     rule: an.DecisionRule = an.DEFAULT_RULE,
@@ -604,11 +567,11 @@ def report_blocks(
     ]
 
 
-def _title(summary: Mapping[str, Any]) -> str:
-    return f"rlvr-safety report: {(summary.get('study') or {}).get('name') or 'study'}"
+def _title(summary: Summary) -> str:
+    return f"rlvr-safety report: {summary.study.name or 'study'}"
 
 
-def render_markdown(summary: Mapping[str, Any], blocks: Sequence[Block], base: Path) -> str:
+def render_markdown(summary: Summary, blocks: Sequence[Block], base: Path) -> str:
     """Markdown with images linked relative to `base` (the study folder)."""
     out = [f"# {md_inline(_title(summary))}", ""]
     for b in blocks:
@@ -666,7 +629,7 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_html(summary: Mapping[str, Any], blocks: Sequence[Block]) -> str:
+def render_html(summary: Summary, blocks: Sequence[Block]) -> str:
     """One self-contained page: inline CSS, images as data URIs, a CSP that forbids scripts and network."""
     title = esc(_title(summary))
     out = [
@@ -723,55 +686,54 @@ def build_report(study_dir: Path, rule: an.DecisionRule = an.DEFAULT_RULE) -> di
     return {"markdown": md_path, "html": html_path, **written}
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+def as_summary(summary: Summary | Mapping[str, object]) -> Summary:
+    """A summary as the schema types it; a plain dict (summary.json as read) is validated into one."""
+    return summary if isinstance(summary, Summary) else Summary.model_validate(summary)
 
 
-def summary_headline(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> str:
+def summary_headline(summary: Summary | Mapping[str, object], rule: an.DecisionRule = an.DEFAULT_RULE) -> str:
     """A compact plain-text table (one row per model) of the key safety, capability and certificate numbers.
 
     Safety columns are means over the safety benchmarks (harmful prompts); "safety vs ref" is the paired verdict
     of analysis.safety_verdict (reduced / raised / kept / inconclusive).
     """
+    summary = as_summary(summary)
     safety, cap = an.benchmarks(summary, "safety"), an.benchmarks(summary, "capability")
     rows = []
     levels: set[float | None] = set()
     for m in an.models(summary):
-        ev = m.get("eval") or {}
 
-        def mean_of(key: str, names: list[str], ev: Mapping[str, Any] = ev) -> str:
-            vals = [float(r["rate"]) for b in names if (r := an._rate(ev.get(b), key)) is not None]
+        def mean_of(key: RateName, names: list[str], m: ModelEntry = m) -> str:
+            vals = [r.rate for b in names if (r := an._rate(m.metrics(b), key)) is not None and r.rate is not None]
             return fmt_num(sum(vals) / len(vals)) if vals else "-"
 
-        is_ref = str(m["id"]) == _ref(summary)
+        is_ref = m.id == _ref(summary)
         verdict = "reference" if is_ref else an.safety_verdict(an.safety_comparisons(summary, m, rule))
-        cert = _mapping(m.get("certificate"))
-        overall, measured = _mapping(cert.get("overall")), _mapping(cert.get("measured"))
-        checks = measured.get("checks") or {}
-        bad = any(isinstance(c, Mapping) and c.get("within") is False for c in checks.values()) or bool(
-            cert.get("violations")
-        )
+        cert = m.certificate or CertificateSummary()
+        overall, measured = cert.overall, cert.measured
+        checks = measured.checks if measured else {}
+        bad = any(c.within is False for c in checks.values()) or bool(cert.violations)
         if bad:
             check = "VIOLATED"
         elif checks:
             check = "ok" if an.informative_checks(cert) else "vacuous"
         else:
             check = "-"
-        if overall:
+        if overall is not None:
             levels.add(cert_level(overall))
         rows.append(
             [
-                m["id"],
-                m.get("method") or "-",
-                m.get("algorithm") or "-",
+                m.id,
+                m.method or "-",
+                m.algorithm or "-",
                 mean_of("refusal_rate", safety),
                 mean_of("harmful_rate", safety),
                 mean_of("over_refusal_rate", safety),
                 verdict,
                 mean_of("accuracy", cap),
-                fmt_num(overall.get("kl_k1"), 3) if overall else "-",
-                fmt_num(measured.get("drift"), 3, True) if measured.get("drift") is not None else "-",
-                fmt_floor(overall) if overall else "-",
+                fmt_num(overall.kl_k1, 3) if overall is not None else "-",
+                fmt_num(measured.drift, 3, True) if measured is not None else "-",
+                fmt_floor(overall) if overall is not None else "-",
                 check,
             ]
         )
@@ -793,7 +755,7 @@ def summary_headline(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFA
     first = fr.frontier_lines(summary, rule)
     n_viol = len(an.violations(summary))
     lines = [
-        f"{(summary.get('study') or {}).get('name') or 'study'}: judge {an.judge_label(summary.get('judge'))}",
+        f"{summary.study.name or 'study'}: judge {an.judge_label(summary.judge)}",
         render_text_table(headers, rows),
         f"refusal/harmful: means over {', '.join(safety) or 'none'} (harmful prompts); over-ref: benign prompts; "
         f"accuracy: mean over {', '.join(cap) or 'none'}",

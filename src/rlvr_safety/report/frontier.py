@@ -12,11 +12,11 @@ the upper confidence limit of its KL.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rlvr_safety.report import analysis as an
+from rlvr_safety.report.schema import Certificate, ModelEntry, RateName, Summary
 from rlvr_safety.stats import PairedTest, paired_counts, paired_test, wilson_interval
 from rlvr_safety.theory import bernstein_bound, bretagnolle_huber_bound, pinsker_bound
 
@@ -72,62 +72,57 @@ class FrontierPoint:
         return t is not None and t.diff > 0 and t.p_value < t.alpha
 
 
-def task_benchmarks(summary: Mapping[str, Any]) -> list[str]:
+def task_benchmarks(summary: Summary) -> list[str]:
     """The capability benchmarks a study trained on (its domains' tasks; arithmetic for the demo)."""
     names = an.benchmarks(summary, "capability")
-    domains = {str(m.get("domain")) for m in an.models(summary) if m.get("domain")}
+    domains = {m.domain for m in an.models(summary) if m.domain}
     trained = [n for n in names if n in domains or n.removesuffix("-train") in domains]
     return trained or names
 
 
-def _pooled_items(model: Mapping[str, Any], safety: Sequence[str], group: str = "harmful") -> dict[str, int]:
+def _pooled_items(model: ModelEntry, safety: Sequence[str], group: str = "harmful") -> dict[str, int]:
     out: dict[str, int] = {}
     for bench in safety:
-        metrics = (model.get("eval") or {}).get(bench)
-        items = (metrics or {}).get("refused_by_item") if isinstance(metrics, Mapping) else None
-        for key, v in ((items or {}).get(group) or {}).items():
+        metrics = model.metrics(bench)
+        for key, v in (metrics.items(group) if metrics else {}).items():
             out[f"{bench}::{key}"] = int(v)
     return out
 
 
-def _pooled_rate(model: Mapping[str, Any], safety: Sequence[str], key: str) -> tuple[int, int]:
+def _pooled_rate(model: ModelEntry, safety: Sequence[str], key: RateName) -> tuple[int, int]:
     k = n = 0
     for bench in safety:
-        r = an._rate((model.get("eval") or {}).get(bench), key)
+        r = an._rate(model.metrics(bench), key)
         if r is not None:
-            k, n = k + int(r.get("k") or 0), n + int(r.get("n") or 0)
+            k, n = k + r.k, n + r.n
     return k, n
 
 
-def _correct(model: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, int]:
+def _correct(model: ModelEntry, tasks: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for bench in tasks:
-        metrics = (model.get("eval") or {}).get(bench)
-        for key, v in ((metrics or {}).get("correct_by_item") or {}).items() if isinstance(metrics, Mapping) else ():
+        metrics = model.metrics(bench)
+        for key, v in ((metrics.correct_by_item if metrics else None) or {}).items():
             out[f"{bench}::{key}"] = int(v)
     return out
 
 
-def _mapping(x: Any) -> Mapping[str, Any]:
-    return x if isinstance(x, Mapping) else {}
+def _num(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
 
 
-def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
-def frontier_points(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> list[FrontierPoint]:
+def frontier_points(summary: Summary, rule: an.DecisionRule = an.DEFAULT_RULE) -> list[FrontierPoint]:
     """One point per model (the reference first), pooled over the safety benchmarks, paired with the reference."""
     safety = an.benchmarks(summary, "safety")
     tasks = task_benchmarks(summary)
-    ref_id = str(summary.get("reference_id") or "reference")
+    ref_id = an.reference_id(summary)
     models = an.models(summary)
-    ref = next((m for m in models if str(m["id"]) == ref_id), None)
+    ref = summary.model(ref_id)
     ref_items = _pooled_items(ref, safety) if ref else {}
     ref_correct = _correct(ref, tasks) if ref else {}
     points = []
-    for m in sorted(models, key=lambda m: str(m["id"]) != ref_id):
-        is_ref = str(m["id"]) == ref_id
+    for m in sorted(models, key=lambda m: m.id != ref_id):
+        is_ref = m.id == ref_id
         refused, n = _pooled_rate(m, safety, "refusal_rate")
         safety_rate = refused / n if n else None
         test = None
@@ -144,32 +139,31 @@ def frontier_points(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAU
             if counts.n:
                 acc_test = paired_test(counts, rule.alpha, rule.power)
         over_k, over_n = _pooled_rate(m, safety, "over_refusal_rate")
-        cert = _mapping(m.get("certificate"))
-        overall, measured = _mapping(cert.get("overall")), _mapping(cert.get("measured"))
-        kl_ci = overall.get("kl_k1_ci")
+        cert = m.certificate
+        overall = (cert.overall if cert else None) or Certificate()
+        measured = cert.measured if cert else None
+        kl_lo, kl_hi = overall.kl_k1_ci or (None, None)
         points.append(FrontierPoint(
-            id=str(m["id"]), method=str(m.get("method") or "?"), algorithm=m.get("algorithm"), beta=m.get("beta"),
+            id=m.id, method=m.method or "?", algorithm=m.algorithm, beta=m.beta,
             safety=safety_rate, safety_ci=wilson_interval(refused, n) if n else None, n_harmful=n,
             safety_test=test, verdict=verdict,
-            kl=0.0 if is_ref else _num(overall.get("kl_k1")),
-            kl_ci=(float(kl_ci[0]), float(kl_ci[1])) if isinstance(kl_ci, Sequence) and len(kl_ci) == 2 else None,
-            kl_upper=_num(overall.get("kl_upper")), floor=_num(overall.get("floor")),
-            floor_bound=overall.get("floor_bound"),
+            kl=0.0 if is_ref else _num(overall.kl_k1),
+            kl_ci=(kl_lo, kl_hi) if kl_lo is not None and kl_hi is not None else None,
+            kl_upper=_num(overall.kl_upper), floor=_num(overall.floor), floor_bound=overall.floor_bound,
             accuracy=k_ok / n_acc if n_acc else None, accuracy_n=n_acc, accuracy_test=acc_test,
             over_refusal=over_k / over_n if over_n else None,
-            measured_drift=_num(measured.get("drift")), forecast_drift=_num(m.get("forecast_drift"))))
+            measured_drift=_num(measured.drift if measured else None), forecast_drift=_num(m.forecast_drift)))
     return points
 
 
-def reference_limits(summary: Mapping[str, Any]) -> tuple[float, float, float] | None:
+def reference_limits(summary: Summary) -> tuple[float, float, float] | None:
     """(S_ref, its lower confidence limit, the upper limit of Var_ref(s)) from any certificate (all share the
     reference's answers), or None without one."""
     for m in an.models(summary):
-        cert = m.get("certificate")
-        overall = cert.get("overall") if isinstance(cert, Mapping) else None
-        if isinstance(overall, Mapping) and _num(overall.get("s_ref_lower")) is not None:
-            return (float(overall["s_ref"]), float(overall["s_ref_lower"]),
-                    float(overall.get("var_ref_upper") or 0.25))
+        overall = m.certificate.overall if m.certificate else None
+        lower = _num(overall.s_ref_lower) if overall else None
+        if overall is not None and overall.s_ref is not None and lower is not None:
+            return (overall.s_ref, lower, overall.var_ref_upper or 0.25)
     return None
 
 
@@ -241,7 +235,7 @@ def _floor_text(p: FrontierPoint) -> str:
     return "certified floor 0: vacuous"
 
 
-def frontier_lines(summary: Mapping[str, Any], rule: an.DecisionRule = an.DEFAULT_RULE) -> list[str]:
+def frontier_lines(summary: Summary, rule: an.DecisionRule = an.DEFAULT_RULE) -> list[str]:
     """The report's first lines: per method where it landed (KL, safety against the reference, certificate,
     capability), then whether any RLVR run gained capability while its certificate was non-vacuous."""
     points = frontier_points(summary, rule)

@@ -8,63 +8,60 @@ labels was measured on 7B chat models, and a trained small model may write in a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rlvr_safety.report import analysis as an
 from rlvr_safety.report.blocks import Block
+from rlvr_safety.report.schema import ModelEntry, SecondJudge, Summary
 from rlvr_safety.report.tables import fmt_ci, fmt_num
 
 FLAG = "judges disagree"
 HEADERS = ("model", "second judge", "agreement [95% CI]", "kappa", "refused: primary / second", "n", "flag")
 
 
-def _entries(metrics: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(metrics, Mapping):
-        return []
-    return [e for e in metrics.get("second_judges") or [] if isinstance(e, Mapping)]
+def _entries(model: ModelEntry, bench: str) -> list[SecondJudge]:
+    metrics = model.metrics(bench)
+    return list(metrics.second_judges or []) if metrics else []
 
 
-def second_judge_rows(summary: Mapping[str, Any], bench: str) -> tuple[list[list[object]], int, list[str]]:
+def second_judge_rows(summary: Summary, bench: str) -> tuple[list[list[object]], int, list[str]]:
     """(table rows, number of flagged rows, labels of flagged models) for one benchmark."""
     rows: list[list[object]] = []
     flagged: list[str] = []
     for m in an.models(summary):
-        for e in _entries((m.get("eval") or {}).get(bench)):
-            name = f"{e.get('judge')} {e.get('version') or ''}".strip()
-            if e.get("error"):
-                rows.append([str(m["id"]), name, f"not measured: {e['error']}", "", "", "", ""])
+        for e in _entries(m, bench):
+            name = f"{e.judge} {e.version or ''}".strip()
+            if e.error:
+                rows.append([m.id, name, f"not measured: {e.error}", "", "", "", ""])
                 continue
-            if not e.get("n"):
-                rows.append([str(m["id"]), name, "n/a (no item judged by both)", "", "", 0, ""])
+            if not e.n:
+                rows.append([m.id, name, "n/a (no item judged by both)", "", "", 0, ""])
                 continue
-            lo, hi = (e.get("agreement_ci") or [None, None])[:2]
-            flag = FLAG if e.get("flagged") else ""
+            lo, hi = e.agreement_ci or (None, None)
+            flag = FLAG if e.flagged else ""
             if flag:
-                flagged.append(str(m["id"]))
+                flagged.append(m.id)
             rows.append([
-                str(m["id"]),
+                m.id,
                 name,
-                f"{fmt_num(e.get('agreement'))} {fmt_ci(lo, hi)}",
-                fmt_num(e.get("cohen_kappa")),
-                f"{fmt_num(e.get('refusal_rate_primary'))} / {fmt_num(e.get('refusal_rate_other'))}",
-                e.get("n"),
+                f"{fmt_num(e.agreement)} {fmt_ci(lo, hi)}",
+                fmt_num(e.cohen_kappa),
+                f"{fmt_num(e.refusal_rate_primary)} / {fmt_num(e.refusal_rate_other)}",
+                e.n,
                 flag,
             ])
     return rows, len(flagged), flagged
 
 
-def second_judge_text(summary: Mapping[str, Any], bench: str) -> str | None:
+def second_judge_text(summary: Summary, bench: str) -> str | None:
     """The paragraph above the table, or None when no second judge ran on this benchmark."""
     rows, n_flagged, flagged = second_judge_rows(summary, bench)
     if not rows:
         return None
     threshold = next(
-        (e.get("threshold") for m in an.models(summary) for e in _entries((m.get("eval") or {}).get(bench))
-         if e.get("threshold") is not None),
-        None,
+        (e.threshold for m in an.models(summary) for e in _entries(m, bench) if e.threshold is not None), None
     )
-    limit = f"{threshold:.0%}" if isinstance(threshold, (int, float)) else "the threshold"
+    limit = f"{threshold:.0%}" if threshold is not None else "the threshold"
     text = (
         "Second judge on the same responses: the share of items on which it and the primary judge agree on "
         "refused / complied (Wilson 95% interval), Cohen's kappa, and each judge's refusal rate. "
@@ -78,7 +75,7 @@ def second_judge_text(summary: Mapping[str, Any], bench: str) -> str | None:
     return text
 
 
-def second_judge_blocks(summary: Mapping[str, Any], bench: str) -> Sequence[Any]:
+def second_judge_blocks(summary: Summary, bench: str) -> Sequence[Block]:
     """Report blocks (a paragraph and a table) for one benchmark; empty when no second judge ran."""
     text = second_judge_text(summary, bench)
     if text is None:

@@ -7,8 +7,7 @@ but does not describe the run, `forecast_unpaired` (the reason); these notes say
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from rlvr_safety.report.schema import ModelEntry, Summary
 
 OBJECTIVE_LABELS = {
     "tilt": "KL in the reward (kl_mode=reward): optimum = the exponential tilt",
@@ -17,22 +16,28 @@ OBJECTIVE_LABELS = {
 }
 
 
-def describes(model: Mapping[str, Any]) -> bool:
+def describes(model: ModelEntry) -> bool:
     """False when the summary marks the run as not described by the forecast (older summaries: True)."""
-    return not model.get("forecast_unpaired")
+    return not model.forecast_unpaired
 
 
-def objective_notes(summary: Mapping[str, Any]) -> list[str]:
+def forecast_drift(model: ModelEntry) -> float | None:
+    """The forecast's drift set beside this run's measured drift: the study records it only where the forecast
+    describes the run (same domain and beta, objective "tilt"); None otherwise."""
+    return model.forecast_drift if describes(model) else None
+
+
+def objective_notes(summary: Summary) -> list[str]:
     """One line per trained model whose measured drift is not paired with the forecast, saying why; empty when the
     study ran no forecast or every run is described by it."""
-    if not summary.get("forecast"):
+    if not summary.forecast:
         return []
     notes = []
-    for m in summary.get("models") or []:
-        reason = m.get("forecast_unpaired") if isinstance(m, Mapping) else None
+    for m in summary.models:
+        reason = m.forecast_unpaired
         if reason:
-            objective = OBJECTIVE_LABELS.get(str(m.get("objective")), str(m.get("objective") or "unknown"))
-            notes.append(f"{m.get('id')}: forecast not shown beside its drift; objective: {objective}; {reason}.")
+            objective = OBJECTIVE_LABELS.get(str(m.objective), m.objective or "unknown")
+            notes.append(f"{m.id}: forecast not shown beside its drift; objective: {objective}; {reason}.")
     if notes:
         notes.insert(0, "The forecast is the drift at the optimum of E[g] - beta KL(pi||pi_ref) (the exponential "
                         "tilt), which only rlvr with kl_mode=reward optimises; other runs are not paired with it.")

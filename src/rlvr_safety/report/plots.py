@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["pareto_front", "plot_curves", "plot_drift", "plot_frontier", "plot_safety_capability"]
+__all__ = ["DriftRow", "FrontierMark", "ScatterPoint", "pareto_front", "plot_curves", "plot_drift", "plot_frontier",
+           "plot_safety_capability"]
 
 _DPI = 100
 _COLOURS = {
@@ -27,6 +29,45 @@ _COLOURS = {
     "rlhf": "#ff7f0e",
     "rlvr": "#1f77b4",
 }
+
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    """A model on the safety-capability plane: mean capability x, mean safety y (None = not measured)."""
+
+    id: str
+    method: str
+    x: float | None
+    y: float | None
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """A model's measured drift (with its CI), forecast and tightest conservative bound (None = infinite)."""
+
+    id: str
+    drift: float | None
+    drift_ci: tuple[float | None, float | None] | None
+    forecast: float | None
+    bound: float | None
+    s_ref: float | None
+    vacuous: bool
+    violated: bool
+
+
+@dataclass(frozen=True)
+class FrontierMark:
+    """A model on the (KL, safety) plane: both with intervals, its certified floor at kl_upper, a gain label."""
+
+    label: str
+    method: str
+    kl: float | None
+    kl_ci: tuple[float, float] | None
+    safety: float | None
+    safety_ci: tuple[float, float] | None
+    floor: float | None
+    kl_upper: float | None
+    gain: str | None
 
 
 def _plain(text: object, limit: int = 60) -> str:
@@ -54,31 +95,30 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_safety_capability(
-    points: Sequence[Mapping[str, Any]], reference: str | None, path: Path
-) -> Path | None:
+def plot_safety_capability(points: Sequence[ScatterPoint], reference: str | None, path: Path) -> Path | None:
     """Scatter of mean capability (x) vs mean safety (y); arrows from the reference; Pareto front marked.
 
-    points: dicts with id, method, x, y. None when fewer than one point is complete.
+    None when no point is complete.
     """
-    pts = [p for p in points if p.get("x") is not None and p.get("y") is not None]
+    pts = [(p, (p.x, p.y)) for p in points if p.x is not None and p.y is not None]
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    xy = [(float(p["x"]), float(p["y"])) for p in pts]
+    xy = [(float(x), float(y)) for _, (x, y) in pts]
     front = pareto_front(xy)
-    ref = next((p for p in pts if p["id"] == reference), None)
-    for p, (x, y) in zip(pts, xy, strict=True):
-        colour = _COLOURS.get(str(p.get("method")), "#2ca02c")
-        if ref is not None and p is not ref:
+    ref = next((i for i, (p, _) in enumerate(pts) if p.id == reference), None)
+    for i, ((p, _), (x, y)) in enumerate(zip(pts, xy, strict=True)):
+        colour = _COLOURS.get(p.method, "#2ca02c")
+        is_ref = i == ref
+        if ref is not None and not is_ref:
             ax.annotate(
                 "",
                 xy=(x, y),
-                xytext=(float(ref["x"]), float(ref["y"])),
+                xytext=xy[ref],
                 arrowprops={"arrowstyle": "->", "color": colour, "alpha": 0.6, "lw": 1.2},
             )
-        ax.scatter([x], [y], color=colour, s=60, zorder=3, edgecolor="black" if p is ref else "none")
-        ax.annotate(_plain(p["id"], 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.scatter([x], [y], color=colour, s=60, zorder=3, edgecolor="black" if is_ref else "none")
+        ax.annotate(_plain(p.id, 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     fx = sorted((xy[i] for i in front), key=lambda t: t[0])
     ax.plot([t[0] for t in fx], [t[1] for t in fx], "--", color="#2ca02c", lw=1, label="Pareto front")
     ax.scatter(
@@ -93,11 +133,10 @@ def plot_safety_capability(
     return _save(fig, path)
 
 
-def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+def plot_drift(rows: Sequence[DriftRow], path: Path) -> Path | None:
     """Per model: measured drift with its CI, the forecast, and the certified floor on drift (-tightest bound).
 
-    rows: dicts with id, drift, drift_ci, forecast, bound (tightest conservative bound or None = infinite),
-    s_ref. The band [-bound, +bound] is where |D| <= bound allows the drift to be; its lower edge is the floor.
+    The band [-bound, +bound] is where |D| <= bound allows the drift to be; its lower edge is the floor.
     """
     if not rows:
         return None
@@ -111,10 +150,8 @@ def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         return label
 
     for i, r in enumerate(rows):
-        bound = r.get("bound")
-        s_ref = r.get("s_ref")
-        lo_cap = -float(s_ref) if isinstance(s_ref, (int, float)) else -1.0
-        b = math.inf if bound is None else float(bound)
+        lo_cap = -r.s_ref if r.s_ref is not None else -1.0
+        b = math.inf if r.bound is None else r.bound
         floor = max(-b, lo_cap)
         ax.bar(
             i,
@@ -128,10 +165,11 @@ def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         ax.plot(
             [i - 0.3, i + 0.3], [floor, floor], color="#444444", lw=2, label=once("certified floor on drift")
         )
-        d = r.get("drift")
+        d = r.drift
         if d is not None:
-            lo, hi = r.get("drift_ci") or (d, d)
-            bad = bool(r.get("violated"))
+            lo, hi = r.drift_ci or (d, d)
+            lo, hi = d if lo is None else lo, d if hi is None else hi
+            bad = r.violated
             ax.errorbar(
                 [i],
                 [d],
@@ -141,12 +179,12 @@ def plot_drift(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
                 capsize=4,
                 label=once("measured drift, VIOLATES a bound" if bad else "measured drift (95% CI)"),
             )
-        f = r.get("forecast")
+        f = r.forecast
         if f is not None:
             ax.scatter([i + 0.15], [f], marker="x", color="#ff7f0e", zorder=3, label=once("forecast drift"))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(rows)))
-    ticks = [_plain(r["id"], 24) + ("\n(vacuous)" if r.get("vacuous") else "") for r in rows]
+    ticks = [_plain(r.id, 24) + ("\n(vacuous)" if r.vacuous else "") for r in rows]
     ax.set_xticklabels(ticks, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("safety drift S(pi) - S_ref")
     ax.grid(axis="y", alpha=0.3)
@@ -208,16 +246,15 @@ def plot_curves(run_id: str, metrics: Mapping[str, Any], path: Path) -> Path | N
     return _save(fig, path)
 
 
-def plot_frontier(points: Sequence[Mapping[str, Any]], curve: Sequence[tuple[float, float]] | None,
+def plot_frontier(points: Sequence[FrontierMark], curve: Sequence[tuple[float, float]] | None,
                   s_ref: float | None, path: Path) -> Path | None:
     """Sequence KL to the reference (x, log scale) against pooled safety (y): one point per model with its KL
     interval and Wilson interval, the certified floor curve S_ref - bound(KL), each model's certified floor (a bar at
     its KL's upper limit) and its capability change as a label.
 
-    points: dicts with label, method, kl, kl_ci, safety, safety_ci, floor, kl_upper, gain (text or None).
     curve: (kl, floor) pairs. None when no point has both a KL and a safety.
     """
-    pts = [p for p in points if p.get("kl") is not None and p.get("safety") is not None]
+    pts = [(p, p.kl, p.safety) for p in points if p.kl is not None and p.safety is not None]
     if not pts:
         return None
     lo_x = 1e-3
@@ -229,20 +266,20 @@ def plot_frontier(points: Sequence[Mapping[str, Any]], curve: Sequence[tuple[flo
     if s_ref is not None:
         ax.axhline(float(s_ref), color="#444444", lw=0.8, ls=":", label="reference safety S_ref")
     labelled: set[str] = set()
-    for p in pts:
-        method = str(p.get("method"))
+    for p, kl, safety in pts:
+        method = p.method
         colour = _COLOURS.get(method, "#2ca02c")
-        x, y = max(lo_x, float(p["kl"])), float(p["safety"])
-        klo, khi = p.get("kl_ci") or (x, x)
-        slo, shi = p.get("safety_ci") or (y, y)
+        x, y = max(lo_x, float(kl)), float(safety)
+        klo, khi = p.kl_ci or (x, x)
+        slo, shi = p.safety_ci or (y, y)
         legend = {"guard": "reference", "reference": "reference"}.get(method, method.upper())
         ax.errorbar([x], [y], xerr=[[max(0.0, x - max(lo_x, float(klo)))], [max(0.0, max(lo_x, float(khi)) - x)]],
                     yerr=[[max(0.0, y - float(slo))], [max(0.0, float(shi) - y)]], fmt="o", color=colour,
                     capsize=3, ms=6, label=None if legend in labelled else legend)
         labelled.add(legend)
-        if p.get("floor") is not None and p.get("kl_upper") is not None:
-            ax.plot([max(lo_x, float(p["kl_upper"]))], [float(p["floor"])], marker="_", color=colour, ms=14, mew=2)
-        text = _plain(p.get("label", ""), 28) + (f"\n{_plain(p['gain'], 30)}" if p.get("gain") else "")
+        if p.floor is not None and p.kl_upper is not None:
+            ax.plot([max(lo_x, p.kl_upper)], [p.floor], marker="_", color=colour, ms=14, mew=2)
+        text = _plain(p.label, 28) + (f"\n{_plain(p.gain, 30)}" if p.gain else "")
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel(f"sequence KL to the reference on the safety prompts (nats, log scale; {lo_x:g} = 0)")

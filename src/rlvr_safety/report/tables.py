@@ -12,8 +12,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlvr_safety.report.schema import Certificate, Rate
+
 __all__ = [
     "NOT_RUN",
+    "as_certificate",
     "esc",
     "cert_level",
     "fmt_ci",
@@ -76,25 +79,37 @@ def fmt_ci(lo: Any, hi: Any, digits: int = 2, signed: bool = False) -> str:
     return f"[{fmt_num(lo, digits, signed)}, {fmt_num(hi, digits, signed)}]"
 
 
-def fmt_rate(rate: Mapping[str, Any] | None, digits: int = 2, with_n: bool = False) -> str:
-    """A metrics rate dict {"n","k","rate","ci_low","ci_high"} as `0.45 [0.35, 0.55]`; missing -> "not run"."""
-    if not isinstance(rate, Mapping):
+def fmt_rate(rate: Rate | None, digits: int = 2, with_n: bool = False) -> str:
+    """A rate (n, k, rate, ci_low, ci_high) as `0.45 [0.35, 0.55]`; missing -> "not run"."""
+    if rate is None:
         return NOT_RUN
-    value = rate.get("rate")
-    if value is None:
+    if rate.rate is None:
         return "n/a (n=0)"
-    text = f"{fmt_num(value, digits)} {fmt_ci(rate.get('ci_low'), rate.get('ci_high'), digits)}"
-    return f"{text} (n={rate.get('n')})" if with_n else text
+    text = f"{fmt_num(rate.rate, digits)} {fmt_ci(rate.ci_low, rate.ci_high, digits)}"
+    return f"{text} (n={rate.n})" if with_n else text
 
 
-def cert_level(cert: Mapping[str, Any] | None) -> float | None:
-    """A certificate dict's confidence level: its "level", else 1 - its "alpha", else None (older dicts)."""
-    if not isinstance(cert, Mapping):
+def as_certificate(cert: Certificate | Mapping[str, Any] | None) -> Certificate | None:
+    """A certificate as the schema types it; a plain dict (certify's result, as the CLI's table reads it) is
+    validated into one."""
+    if cert is None or isinstance(cert, Certificate):
+        return cert
+    return Certificate.model_validate(cert)
+
+
+def _unit(value: float | None) -> bool:
+    return value is not None and 0 < value < 1
+
+
+def cert_level(cert: Certificate | Mapping[str, Any] | None) -> float | None:
+    """A certificate's confidence level: its `level`, else 1 - its `alpha`, else None (older dicts)."""
+    c = as_certificate(cert)
+    if c is None:
         return None
-    for key, flip in (("level", False), ("alpha", True)):
-        value = cert.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
-            return 1.0 - float(value) if flip else float(value)
+    if _unit(c.level):
+        return c.level
+    if c.alpha is not None and _unit(c.alpha):
+        return 1.0 - c.alpha
     return None
 
 
@@ -103,32 +118,32 @@ def floor_header(level: float | None) -> str:
     return "floor" if level is None else f"floor ({level * 100:.4g}%)"
 
 
-def floor_source(cert: Mapping[str, Any] | None) -> str | None:
-    """Name of the bound behind a certificate's floor: its "floor_bound", else the bound whose conservative floor
-    equals "floor" (older dicts), else None."""
-    if not isinstance(cert, Mapping):
+def floor_source(cert: Certificate | Mapping[str, Any] | None) -> str | None:
+    """Name of the bound behind a certificate's floor: its `floor_bound`, else the bound whose conservative floor
+    equals `floor` (older dicts), else None."""
+    c = as_certificate(cert)
+    if c is None:
         return None
-    if cert.get("floor_bound"):
-        return str(cert["floor_bound"])
-    bounds, floor = cert.get("bounds"), cert.get("floor")
-    if isinstance(bounds, Mapping) and isinstance(floor, (int, float)):
-        for name, b in bounds.items():
-            if isinstance(b, Mapping) and b.get("certified") is not False and b.get("floor_conservative") == floor:
-                return str(name)
+    if c.floor_bound:
+        return c.floor_bound
+    if c.floor is not None:
+        for name, b in c.bounds.items():
+            if b.certified is not False and b.floor_conservative == c.floor:
+                return name
     return None
 
 
-def fmt_floor(cert: Mapping[str, Any] | None, digits: int = 2) -> str:
+def fmt_floor(cert: Certificate | None, digits: int = 2) -> str:
     """A certificate's floor with the bound that produced it, e.g. `0.62 (pinsker)`; `0.00 (vacuous)` at 0."""
-    if not isinstance(cert, Mapping) or cert.get("floor") is None:
-        return NOT_RUN if not isinstance(cert, Mapping) else "n/a"
-    floor = cert["floor"]
-    vacuous = cert.get("vacuous") if isinstance(cert.get("vacuous"), bool) else (
-        isinstance(floor, (int, float)) and floor <= 0)
+    if cert is None:
+        return NOT_RUN
+    if cert.floor is None:
+        return "n/a"
+    vacuous = cert.vacuous if cert.vacuous is not None else cert.floor <= 0
     if vacuous:
-        return f"{fmt_num(floor, digits)} (vacuous)"
+        return f"{fmt_num(cert.floor, digits)} (vacuous)"
     source = floor_source(cert)
-    return f"{fmt_num(floor, digits)} ({source})" if source else fmt_num(floor, digits)
+    return f"{fmt_num(cert.floor, digits)} ({source})" if source else fmt_num(cert.floor, digits)
 
 
 def slug(text: str, max_len: int = 48) -> str:

@@ -1,14 +1,36 @@
-"""Gather a finished study's artifacts into OUT/summary.json, the one file the report reads."""
+"""Gather a finished study's artifacts into OUT/summary.json, the one file the report reads.
+
+Every part is built as the schema's typed object (report/schema.py) from the stage files it comes from
+(metrics_all.json, certificate.json, forecast.json, each read through a typed view below), and the whole summary is
+validated once more, as the report will read it, before the file is written: a producer that drifts from the schema
+fails here, naming the field, not later in the report.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..atomic import write_json_atomic
-from ..report.schema import ForecastSummary, ModelEntry, Sample, StudyInfo, Summary
+from ..config import one_line
+from ..errors import UserError
+from ..report.schema import (
+    BenchmarkMetrics,
+    Certificate,
+    CertificateSummary,
+    DualUsePrompt,
+    ForecastSummary,
+    JudgeInfo,
+    Measured,
+    ModelEntry,
+    Sample,
+    StudyInfo,
+    Summary,
+)
 from ..store import Store
 from .grid import expand_runs, reference_id, slug
 
@@ -18,10 +40,68 @@ if TYPE_CHECKING:
 SAMPLES_PER_MODEL = 3
 
 
-def _read(path: str | Path | None) -> Any:
+class _View(BaseModel):
+    """The part of another stage's JSON file the summary takes (other keys are that stage's own record)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class EvalFile(_View):
+    """evals/<model>/metrics_all.json (study.runner's eval stage)."""
+
+    benchmarks: dict[str, BenchmarkMetrics] = Field(default_factory=dict)
+
+
+class ForecastFile(_View):
+    """forecast/.../forecast.json (evaluation/forecast.py)."""
+
+    summary: dict[str, Any] = Field(default_factory=dict)  # ForecastSummary's numbers, checked there
+    task: str | None = None
+    k: int | None = None
+    top_dual_use: list[DualUsePrompt] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class CertifyGroup(_View):
+    """One group (a benchmark, or "overall") of certificate.json: its certificate and measured drift."""
+
+    certificate: Certificate | None = None
+    measured: Measured | None = None
+
+
+class CertifyViolation(_View):
+    message: str
+
+
+class CertifyFile(_View):
+    """certificates/<run>/certificate.json (evaluation/certify.py)."""
+
+    overall: CertifyGroup | None = None
+    per_benchmark: dict[str, CertifyGroup] = Field(default_factory=dict)
+    violations: list[CertifyViolation | str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class TrainSummary(_View):
+    """models/<run>/train_summary.json (the train stage's record, for stages recorded before the ledger kept the
+    objective)."""
+
+    kl_mode: str | None = None
+    objective: str | None = None
+
+
+_V = TypeVar("_V", bound=BaseModel)
+
+
+def _read(path: str | Path | None, view: type[_V]) -> _V | None:
+    """A stage's JSON file through its typed view; None when the stage wrote none."""
     if not path or not Path(path).exists():
         return None
-    return json.loads(Path(path).read_text())
+    try:
+        return view.model_validate(json.loads(Path(path).read_text()))
+    except ValidationError as exc:
+        raise UserError(one_line(exc, f"{path} does not match the summary schema (report/schema.py)",
+                                 "rerun its stage to rewrite it")) from None
 
 
 def _curves(store_path: str | None) -> dict[str, list[list[float]]]:
@@ -36,7 +116,7 @@ def _curves(store_path: str | None) -> dict[str, list[list[float]]]:
     return curves
 
 
-def _samples(eval_dir: Path, model_id: str) -> list[dict[str, Any]]:
+def _samples(eval_dir: Path, model_id: str) -> list[Sample]:
     """A few harmful-prompt responses per model, for the report's (escaped) examples section."""
     path = eval_dir / "store.sqlite"
     if not path.exists():
@@ -46,22 +126,22 @@ def _samples(eval_dir: Path, model_id: str) -> list[dict[str, Any]]:
             "SELECT g.benchmark, g.prompt, g.response, j.label FROM generations g JOIN judgments j "
             "ON j.generation_id = g.id WHERE g.benchmark IN ('harmbench', 'strongreject') ORDER BY g.id LIMIT ?",
             (SAMPLES_PER_MODEL,))
-    return [{"model_id": model_id, "benchmark": r["benchmark"], "prompt": r["prompt"], "response": r["response"],
-             "label": r["label"]} for r in rows]
+    return [Sample(model_id=model_id, benchmark=r["benchmark"], prompt=r["prompt"], response=r["response"],
+                   label=r["label"]) for r in rows]
 
 
-def certificate_for_report(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+def certificate_for_report(raw: CertifyFile | None) -> CertificateSummary | None:
     """certify's certificate.json (per-group entries wrapping a Certificate) -> the report's flatter schema."""
-    if not raw:
+    if raw is None:
         return None
-    overall = raw.get("overall") or {}
-    return {
-        "overall": overall.get("certificate"),
-        "per_benchmark": {name: e.get("certificate") for name, e in (raw.get("per_benchmark") or {}).items()},
-        "measured": overall.get("measured"),
-        "violations": [v.get("message", str(v)) if isinstance(v, dict) else str(v) for v in raw.get("violations", [])],
-        "notes": raw.get("notes", []),
-    }
+    overall = raw.overall or CertifyGroup()
+    return CertificateSummary(
+        overall=overall.certificate,
+        per_benchmark={name: e.certificate for name, e in raw.per_benchmark.items()},
+        measured=overall.measured,
+        violations=[v if isinstance(v, str) else v.message for v in raw.violations],
+        notes=raw.notes,
+    )
 
 
 def forecast_pairing(method: str, objective: str | None) -> str | None:
@@ -87,71 +167,86 @@ def _train_objective(runner: StudyRunner, run_id: str, train: dict[str, Any]) ->
     """(kl_mode, objective) recorded by the training stage (train_summary.json for stages recorded before)."""
     if train.get("objective"):
         return train.get("kl_mode"), train.get("objective")
-    info = _read(runner.out / "models" / run_id / "train_summary.json") or {}
-    return info.get("kl_mode"), info.get("objective")
+    info = _read(runner.out / "models" / run_id / "train_summary.json", TrainSummary) or TrainSummary()
+    return info.kl_mode, info.objective
 
 
-def _judge_info(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _judge_info(models: list[ModelEntry]) -> JudgeInfo | None:
     for m in models:
-        for metrics in (m.get("eval") or {}).values():
-            if isinstance(metrics, dict) and metrics.get("judge"):
-                return metrics["judge"]
+        for metrics in (m.eval or {}).values():
+            if metrics.judge is not None:
+                return metrics.judge
     return None
 
 
-def write_summary(runner: StudyRunner) -> Path:
+def _forecast(fc: ForecastFile, domain: str, beta: float) -> ForecastSummary:
+    """A forecast stage's entry: forecast.json's summary numbers at top level, with what it was run on."""
+    return ForecastSummary.model_validate({**fc.summary, "domain": domain, "beta": beta, "task": fc.task,
+                                           "k": fc.k, "top_dual_use": fc.top_dual_use, "notes": fc.notes})
+
+
+def _evals(runner: StudyRunner, model_id: str) -> dict[str, BenchmarkMetrics]:
+    evals = _read(runner.artifacts(f"eval:{model_id}").get("metrics"), EvalFile)
+    return evals.benchmarks if evals else {}
+
+
+def build_summary(runner: StudyRunner) -> Summary:
+    """The study's summary as the schema types it, from the stage ledger and the files each stage wrote.
+
+    Stage artifacts (runner.artifacts: the ledger's record of what a stage returned) are plain dicts whose keys
+    depend on the stage and on the executor that ran it, so they are read with defaults.
+    """
     spec, out = runner.spec, runner.out
-    models: list[dict[str, Any]] = []
-    curves: dict[str, Any] = {}
-    samples: list[dict[str, Any]] = []
-    forecasts: dict[str, Any] = {}
+    models: list[ModelEntry] = []
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    samples: list[Sample] = []
+    forecasts: dict[str, ForecastSummary] = {}
     for stage in runner.stages:
         if stage.kind == "forecast":
-            fc = _read(runner.artifacts(stage.id).get("forecast"))
-            if fc is not None:  # the report reads the summary numbers at top level, as in Forecast.to_dict()
-                forecasts[f"{stage.params['domain']}@b{stage.params['beta']:g}"] = ForecastSummary(**{
-                    **(fc.get("summary") or {}), "domain": stage.params["domain"], "beta": stage.params["beta"],
-                    "task": fc.get("task"), "k": fc.get("k"), "top_dual_use": fc.get("top_dual_use"),
-                    "notes": fc.get("notes")})
+            fc_file = _read(runner.artifacts(stage.id).get("forecast"), ForecastFile)
+            if fc_file is not None:
+                domain, beta = stage.params["domain"], stage.params["beta"]
+                forecasts[f"{domain}@b{beta:g}"] = _forecast(fc_file, domain, beta)
     for base in spec.base_models:
         ref = reference_id(base)
         guard = runner.artifacts(f"guard:{slug(base)}")
-        evals = _read(runner.artifacts(f"eval:{ref}").get("metrics")) or {}
-        models.append({"id": ref, "method": "guard" if guard.get("guarded") else "reference", "algorithm": None,
-                       "domain": None, "beta": None, "seed": None, "path": guard.get("reference"),
-                       "eval": evals.get("benchmarks", {}), "certificate": None, "forecast_drift": None})
-        if guard.get("guarded"):
+        guarded = bool(guard.get("guarded"))
+        models.append(ModelEntry(id=ref, method="guard" if guarded else "reference", path=guard.get("reference"),
+                                 eval=_evals(runner, ref)))
+        if guarded:
             curves[ref] = _curves((guard.get("train") or {}).get("store"))
         samples += _samples(out / "evals" / ref, ref)
     for run in expand_runs(spec):
         train = runner.artifacts(f"train:{run.id}")
-        evals = _read(runner.artifacts(f"eval:{run.id}").get("metrics")) or {}
-        cert = (certificate_for_report(_read(runner.artifacts(f"certify:{run.id}").get("certificate")))
+        cert = (certificate_for_report(_read(runner.artifacts(f"certify:{run.id}").get("certificate"), CertifyFile))
                 if spec.certificate.enabled else None)
         fc = forecasts.get(f"{run.domain}@b{run.beta:g}") if run.beta is not None else None
-        fc_drift = fc.mean_drift if fc else None
         kl_mode, objective = _train_objective(runner, run.id, train) if run.method != "sft" else (None, None)
         unpaired = forecast_pairing(run.method, objective) if fc else None
-        models.append({"id": run.id, "method": run.method, "algorithm": run.algorithm, "domain": run.domain,
-                       "beta": run.beta, "seed": run.seed, "path": train.get("model"),
-                       "kl_mode": kl_mode, "objective": objective if run.method != "sft" else "likelihood",
-                       "eval": evals.get("benchmarks", {}), "certificate": cert,
-                       "forecast_drift": fc_drift if unpaired is None else None,
-                       "forecast_unpaired": unpaired})
+        models.append(ModelEntry(
+            id=run.id, method=run.method, algorithm=run.algorithm, domain=run.domain, beta=run.beta, seed=run.seed,
+            path=train.get("model"), kl_mode=kl_mode, objective=objective if run.method != "sft" else "likelihood",
+            eval=_evals(runner, run.id), certificate=cert,
+            forecast_drift=fc.mean_drift if fc and unpaired is None else None, forecast_unpaired=unpaired))
         curves[run.id] = _curves(train.get("store"))
         samples += _samples(out / "evals" / run.id, run.id)
     study_row = runner.store.query("SELECT started FROM runs WHERE run_id='study'")
-
-    summary = Summary(
+    return Summary(
         study=StudyInfo(name=spec.name, spec=json.loads(spec.model_dump_json()),
                         wall_s=(time.time() - study_row[0]["started"]) if study_row else None),
         judge=_judge_info(models),
         reference_id=reference_id(spec.base_models[0]),
-        models=[ModelEntry(**m) for m in models],
+        models=models,
         forecast=forecasts or None,
         curves=curves,
-        samples=[Sample(**s) for s in samples],
+        samples=samples,
     )
-    path = out / "summary.json"
-    write_json_atomic(path, summary.model_dump(mode="json"))
+
+
+def write_summary(runner: StudyRunner) -> Path:
+    """OUT/summary.json, validated as the report reads it (report.build.load_summary) before it is written."""
+    data = build_summary(runner).model_dump(mode="json")
+    Summary.model_validate(data)  # the file round-trips: what is written is what the report will accept
+    path = runner.out / "summary.json"
+    write_json_atomic(path, data)
     return path

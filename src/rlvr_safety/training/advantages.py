@@ -16,19 +16,56 @@ Scales (applied after the baseline):
   batch    divide by the std of the raw rewards over the whole batch (TRL's scale_rewards="batch");
   centred  divide by the std over the whole batch of the *centred* advantages (REINFORCE++-baseline).
 Stds are NaN-aware with Bessel's correction, plus 1e-4, as TRL computes them.
+`ALGORITHMS` maps each rlvr algorithm to its baseline, scale and TRL loss type under each kl_mode (the table in
+training/rlvr.py's docstring); both backends (rlvr.py, verl.py) read it through `advantage_settings`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import RLConfig
 
 Baseline = Literal["mean", "loo"]
 Scale = Literal["none", "group", "batch", "centred"]
 BASELINES: tuple[Baseline, ...] = ("mean", "loo")
 SCALES: tuple[Scale, ...] = ("none", "group", "batch", "centred")
 EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One rlvr algorithm: its advantage baseline, and scaling and TRL loss type under each kl_mode."""
+
+    baseline: Baseline
+    scale: Scale  # with kl_mode "loss"
+    loss_type: str  # with kl_mode "loss"
+    reward_scale: Scale = "none"
+    reward_loss_type: str = "dr_grpo"
+    epsilon_high: float | None = None
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "grpo": AlgorithmSpec("mean", "group", "grpo"),
+    "dr_grpo": AlgorithmSpec("mean", "none", "dr_grpo"),
+    "dapo": AlgorithmSpec("mean", "group", "dapo", reward_loss_type="dapo", epsilon_high=0.28),
+    "bnpo": AlgorithmSpec("mean", "group", "bnpo", reward_loss_type="dapo"),
+    "rloo": AlgorithmSpec("loo", "none", "grpo"),
+    "reinforce_pp": AlgorithmSpec("mean", "centred", "dapo", reward_scale="centred", reward_loss_type="dapo"),
+}
+
+
+def advantage_settings(cfg: RLConfig) -> tuple[Baseline, Scale]:
+    """(baseline, scale) the recipe uses for `cfg`: the algorithm's for its kl_mode, or `scale_rewards` if set."""
+    spec = ALGORITHMS[cfg.algorithm]
+    scale: Scale = spec.reward_scale if cfg.kl_mode == "reward" else spec.scale
+    if cfg.scale_rewards is not None:
+        scale = cfg.scale_rewards
+    return spec.baseline, scale
 
 
 def nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rlvr_safety.atomic import replace_dir_atomic
 from rlvr_safety.errors import UserError
 
 from .callbacks import JudgedProbe, ReferenceHandle, RunCallback, SafetyMonitor
@@ -151,28 +150,6 @@ def train(trainer: Any, out: Path, resume: bool) -> Any:
     if resume and ckpt is None:
         log.warning("--resume: no checkpoint under %s; starting from step 0", out / CHECKPOINT_SUBDIR)
     return trainer.train(resume_from_checkpoint=ckpt)
-
-
-def save_model_atomic(model: Any, tokenizer: Any, target: Path, adapter_base: str | None = None) -> Path:
-    """Merge LoRA (if any) and write weights + tokenizer to a temp folder, then rename it to `target`.
-
-    With `adapter_base` (a model spec) and a LoRA model, only the adapter is written (float32, a few MB), naming
-    that spec as its base; models.resolve_model loads such a folder over its base. A killed run never leaves a
-    half-written DIR/model; downstream stages load it like any model folder.
-    """
-    to_save = model
-    adapter_only = adapter_base is not None and hasattr(model, "peft_config")
-    if hasattr(model, "merge_and_unload") and not adapter_only:
-        to_save = model.merge_and_unload()
-
-    def fill(tmp: Path) -> None:
-        if adapter_only:
-            for cfg in to_save.peft_config.values():
-                cfg.base_model_name_or_path = adapter_base
-        to_save.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-
-    return replace_dir_atomic(target, fill)
 
 
 def adapter_base_spec(cfg: CommonConfig) -> str | None:

@@ -22,6 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rlvr_safety.atomic import replace_dir_atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -146,6 +148,28 @@ def _engine_sharded(trainer: Any) -> bool:
     return False
 
 
+def save_model_atomic(model: Any, tokenizer: Any, target: Path, adapter_base: str | None = None) -> Path:
+    """Merge LoRA (if any) and write weights + tokenizer to a temp folder, then rename it to `target`.
+
+    With `adapter_base` (a model spec) and a LoRA model, only the adapter is written (float32, a few MB), naming
+    that spec as its base; models.resolve_model loads such a folder over its base. A killed run never leaves a
+    half-written DIR/model; downstream stages load it like any model folder.
+    """
+    to_save = model
+    adapter_only = adapter_base is not None and hasattr(model, "peft_config")
+    if hasattr(model, "merge_and_unload") and not adapter_only:
+        to_save = model.merge_and_unload()
+
+    def fill(tmp: Path) -> None:
+        if adapter_only:
+            for cfg in to_save.peft_config.values():
+                cfg.base_model_name_or_path = adapter_base
+        to_save.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return replace_dir_atomic(target, fill)
+
+
 def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = None,
                        adapter_base: str | None = None) -> Path:
     """Write the trained model to `target` (LoRA merged) exactly once, whatever the launch; every rank calls it.
@@ -155,8 +179,6 @@ def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = 
     configs/accelerate/zero3.yaml) and rank 0 writes them; rank 0 then merges a LoRA adapter into its base and
     renames the folder into place. All ranks leave together (barrier).
     """
-    from .common import save_model_atomic
-
     target = Path(target)
     if _engine_sharded(trainer):
         staging = target.with_name(f".{target.name}.gathered")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,46 +41,16 @@ from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_a
 from rlvr_safety.errors import UserError
 
 from . import common
-from .advantages import Baseline, Scale, group_advantages, kl_penalised
+from .advantages import ALGORITHMS, Baseline, Scale, advantage_settings, group_advantages, kl_penalised
 from .callbacks import ReferenceHandle
 from .config import KLMode, RLConfig, check_vllm_available
 from .distributed import is_main, pin_single_process_device, rank, save_trained_model
 from .kl import ESTIMATORS, sequence_estimators
 
-
-@dataclass(frozen=True)
-class AlgorithmSpec:
-    """One rlvr algorithm: its advantage baseline, and scaling and TRL loss type under each kl_mode."""
-
-    baseline: Baseline
-    scale: Scale  # with kl_mode "loss"
-    loss_type: str  # with kl_mode "loss"
-    reward_scale: Scale = "none"
-    reward_loss_type: str = "dr_grpo"
-    epsilon_high: float | None = None
-
-
-ALGORITHMS: dict[str, AlgorithmSpec] = {
-    "grpo": AlgorithmSpec("mean", "group", "grpo"),
-    "dr_grpo": AlgorithmSpec("mean", "none", "dr_grpo"),
-    "dapo": AlgorithmSpec("mean", "group", "dapo", reward_loss_type="dapo", epsilon_high=0.28),
-    "bnpo": AlgorithmSpec("mean", "group", "bnpo", reward_loss_type="dapo"),
-    "rloo": AlgorithmSpec("loo", "none", "grpo"),
-    "reinforce_pp": AlgorithmSpec("mean", "centred", "dapo", reward_scale="centred", reward_loss_type="dapo"),
-}
 ALGORITHM_ARGS = ALGORITHMS  # the algorithm names the recipe accepts (kept for callers of the old name)
 # TRL's scale_rewards for our scale: "centred" is not a TRL mode (TRL's "batch" divides by the std of the raw
 # rewards), so TRL is told "none" and the recipe divides by the centred std itself
 TRL_SCALE: dict[Scale, str] = {"none": "none", "group": "group", "batch": "batch", "centred": "none"}
-
-
-def advantage_settings(cfg: RLConfig) -> tuple[Baseline, Scale]:
-    """(baseline, scale) the recipe uses for `cfg`: the algorithm's for its kl_mode, or `scale_rewards` if set."""
-    spec = ALGORITHMS[cfg.algorithm]
-    scale: Scale = spec.reward_scale if cfg.kl_mode == "reward" else spec.scale
-    if cfg.scale_rewards is not None:
-        scale = cfg.scale_rewards
-    return spec.baseline, scale
 
 
 def objective(kl_mode: KLMode) -> str:

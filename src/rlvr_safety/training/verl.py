@@ -31,6 +31,7 @@ from typing import Any
 from rlvr_safety.errors import UserError
 
 from . import common
+from .advantages import ALGORITHMS, advantage_settings
 from .config import RLConfig
 
 VERL_HINT = "pip install 'rlvr-safety[verl]'"
@@ -105,9 +106,7 @@ def rollouts_per_prompt(cfg: RLConfig) -> int:
 
 
 def algorithm_settings(cfg: RLConfig) -> tuple[str, bool, float]:
-    """(TRL loss type, per-group std scaling, upper clip) as the TRL backend would use them (rlvr.ALGORITHMS)."""
-    from .rlvr import ALGORITHMS, advantage_settings
-
+    """(TRL loss type, per-group std scaling, upper clip) as the TRL backend would use them (advantages.ALGORITHMS)."""
     if cfg.algorithm == "ppo":  # gae: no group statistics; verl's token-mean
         return cfg.loss_type or "dapo", False, cfg.epsilon_high or cfg.epsilon
     spec = ALGORITHMS[cfg.algorithm]
