@@ -243,12 +243,18 @@ class HFClassifierJudge:
         """The opted-in .bin path: transformers unpickles with torch.load(weights_only=True); no remote code."""
         from transformers import AutoModelForCausalLM
 
-        from rlvr_safety.models import _hub_error, load_tokenizer, pick_device_and_dtype, resolve_source
+        from rlvr_safety.models import (
+            _hub_error,
+            load_device_map,
+            load_tokenizer,
+            pick_device_and_dtype,
+            resolve_source,
+        )
 
         dev, dtype = pick_device_and_dtype(self._device, self._dtype)
         try:
             model = AutoModelForCausalLM.from_pretrained(resolve_source(self.model_id), dtype=dtype,
-                                                         use_safetensors=False)
+                                                         use_safetensors=False, device_map=load_device_map(dev))
         except Exception as exc:  # noqa: BLE001 - one clear line, like resolve_model
             raise _hub_error(self.model_id, exc) from exc
         model = model.to(dev)  # type: ignore[arg-type]
