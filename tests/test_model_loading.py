@@ -73,3 +73,31 @@ def test_recipes_load_whole_models_under_a_registered_zero3_config(monkeypatch: 
         assert during == [False] and hf_deepspeed.is_deepspeed_zero3_enabled()
     finally:
         hf_deepspeed.unset_hf_deepspeed_config()
+
+
+def test_a_sharded_save_is_reloaded_whole_for_the_final_write(tiny_model_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """After trainer.save_model gathered a ZeRO-3 model, rank 0 reloads it to write DIR/model: not partitioned."""
+    from transformers import LlamaForCausalLM
+
+    from rlvr_safety.training import distributed
+
+    real = LlamaForCausalLM.from_pretrained.__func__  # type: ignore[attr-defined]
+    during: list[bool] = []
+
+    def spy(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        during.append(hf_deepspeed.is_deepspeed_zero3_enabled())
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", classmethod(spy))
+    policy = real(LlamaForCausalLM, str(tiny_model_dir))
+    trainer = SimpleNamespace(model=policy, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    registered = _Zero3()  # transformers keeps a weak reference: hold it
+    hf_deepspeed.set_hf_deepspeed_config(registered)
+    try:
+        reloaded = distributed._load_saved(trainer, tiny_model_dir, None)
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    assert during == [False]
+    assert all(p.numel() > 0 for p in reloaded.parameters())

@@ -206,7 +206,15 @@ def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = 
 
 
 def _load_saved(trainer: Any, folder: Path, dtype: Any) -> Any:
-    """The model a sharded save wrote, on the CPU: a full model, or base + LoRA adapter (merged by the caller)."""
+    """The model a sharded save wrote, on the CPU: a full model, or base + LoRA adapter (merged by the caller).
+
+    Loaded whole (`unsharded_loading`): the trainer's ZeRO-3 registration would otherwise have zero.Init partition
+    it again, and save_pretrained would write its empty shards."""
+    with unsharded_loading():
+        return _load_saved_whole(trainer, folder, dtype)
+
+
+def _load_saved_whole(trainer: Any, folder: Path, dtype: Any) -> Any:
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if (folder / "adapter_config.json").exists():
         import json
