@@ -267,6 +267,20 @@ def resolve_model(spec: str, device: str | None = None, dtype: str | None = None
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source)
 
 
+def release_memory() -> None:
+    """Give the accelerator memory of models nobody references any more back to the device: collect the reference
+    cycles trainers and models keep (a dropped model can otherwise stay alive until the next GC pass), then empty
+    torch's CUDA cache, so the next stage (a judge, a vLLM engine that measures free memory at start) sees it free.
+    Cheap on a CPU (one gc pass)."""
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def load_device_map(device: str) -> dict[str, str] | None:
     """`from_pretrained`'s device_map for loading straight onto `device`: a GPU gets its weights written there
     (no full copy in host memory first, no second copy step); None (load on the CPU) for the CPU. A bare "cuda" is

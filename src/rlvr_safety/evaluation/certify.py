@@ -310,7 +310,11 @@ class _Lazy:
         return HFGenerator(loaded.model, loaded.tokenizer)
 
     def release(self) -> None:
-        self._loaded = None
+        if self._loaded is not None:
+            from ..models import release_memory
+
+            self._loaded = None
+            release_memory()  # the next model (reference, judge) loads into the memory this one held
 
 
 def _same_tokenizer(a: Any, b: Any) -> bool:
