@@ -202,9 +202,14 @@ def test_each_stage_releases_accelerator_memory_before_the_next(tmp_path, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("empty"))
     calls = []
-    executors = fake_executors(calls)
-    executors = {kind: (lambda f: lambda stage: (events.append("stage"), f(stage))[1])(f)
-                 for kind, f in executors.items()}
+
+    def noting(run):
+        def wrapped(stage):
+            events.append("stage")
+            return run(stage)
+        return wrapped
+
+    executors = {kind: noting(run) for kind, run in fake_executors(calls).items()}
     StudyRunner(spec(methods=["sft"], betas=[0.05], seeds=[0]), tmp_path / "st", progress=False,
                 executors=executors).run()
     assert events and events == ["stage", "empty"] * (len(events) // 2)
