@@ -193,6 +193,25 @@ def test_prompts_reach_the_engine_in_large_calls(fake_vllm: FakeVLLM, tiny_model
     assert OpenAIGenerator("m", "http://localhost:1/v1").prompts_per_call >= 8 * 16
 
 
+def test_cli_engine_options_reach_the_engine(fake_vllm: FakeVLLM, tiny_model_dir: Path, tmp_path: Path,
+                                            data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from test_cli_exit_codes import assert_one_line_exit_2, run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                             "--limit", "2", "--data-dir", str(data_dir), "--backend", "vllm",
+                             "--backend-option", "gpu_memory_utilization=0.5", "--backend-option",
+                             "enforce_eager=true", "--backend-option", "tokenizer_mode=auto",
+                             "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert fake_vllm.engines == [{"model": str(tiny_model_dir.resolve()), "generation_config": "vllm",
+                                  "gpu_memory_utilization": 0.5, "enforce_eager": True, "tokenizer_mode": "auto"}]
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                             "--backend", "vllm", "--backend-option", "gpu_memory_utilization",
+                             "--out", str(tmp_path / "o2"))
+    assert_one_line_exit_2(code, out, err, "use KEY=VALUE")
+
+
 # ------------------------------------------------------------------------------------------- RL config (TRL side)
 def test_rl_config_vllm_settings_reach_grpo_config(tmp_path: Path) -> None:
     from rlvr_safety.training.config import load_config

@@ -80,6 +80,10 @@ def eval_cmd(
                                               "(any OpenAI-compatible server; key from OPENAI_API_KEY).")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
     = None,
+    backend_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE for the backend (repeatable; VALUE read as JSON when it parses): vllm engine options "
+             "(gpu_memory_utilization=0.5, tensor_parallel_size=4, max_model_len=4096), openai concurrency=64, "
+             "hf dtype=fp32.")] = None,
     inspect_log: Annotated[Path | None, typer.Option(help="Judge and grade the samples of an inspect eval log of an "
                                                           "rlvr_safety/<benchmark> task instead of generating "
                                                           "(inspect extra).")] = None,
@@ -113,13 +117,29 @@ def eval_cmd(
     spec = EvalSpec(
         model=model, benchmarks=names, out=out, limit=limit, data_dir=resolve_data_dir(data_dir), judge=judge,
         backend=backend, judge_options=_judge_options(judge_endpoint, judge_model),
-        generator_options={"base_url": base_url} if base_url else {},
+        generator_options={**_backend_options(backend_option), **({"base_url": base_url} if base_url else {})},
         safety_params=GenerationParams(max_new_tokens=max_new_tokens, batch_size=batch_size),
         capability_params=GenerationParams(max_new_tokens=capability_max_new_tokens, batch_size=batch_size),
     )
     payload = run_eval(spec)
     print_metrics(payload)
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+def _backend_options(pairs: list[str] | None) -> dict[str, Any]:
+    """--backend-option KEY=VALUE pairs as generator options (VALUE as JSON when it parses, else the string)."""
+    import json
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--backend-option {pair!r}: use KEY=VALUE, e.g. gpu_memory_utilization=0.5")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
 
 
 def _judge_options(endpoint: str | None, judge_model: str | None) -> dict[str, Any]:
