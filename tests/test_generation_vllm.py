@@ -190,6 +190,13 @@ def test_prompts_reach_the_engine_in_large_calls(fake_vllm: FakeVLLM, tiny_model
         rows = ensure_generations(store, lambda: gen, "m", "b", items, GenerationParams(batch_size=16),
                                   progress=False)
     assert len(rows) == 70 and [len(c) for c, _ in fake_vllm.chats] == [70]
+    from rlvr_safety.evaluation.certify import recording_generator  # eval with record_tokens wraps the engine
+
+    with Store(tmp_path / "t.sqlite") as store:
+        recording = recording_generator(gen, store.path, "m")
+        ensure_generations(store, lambda: recording, "m", "b", items, GenerationParams(batch_size=16, seed=1),
+                           progress=False)
+    assert [len(c) for c, _ in fake_vllm.chats] == [70, 70]
     assert OpenAIGenerator("m", "http://localhost:1/v1").prompts_per_call >= 8 * 16
 
 

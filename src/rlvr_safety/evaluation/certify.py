@@ -132,6 +132,7 @@ class _RecordingGenerator:
         self.ledger = ledger
         self.model_key = model_key
         self.backend = inner.backend
+        self.prompts_per_call = getattr(inner, "prompts_per_call", None)  # the inner engine's call size
 
     def generate(self, prompts: list[Prompt], params: GenerationParams, progress: bool = True) -> list[Completion]:
         outs = self.inner.generate(prompts, params, progress=progress)
