@@ -114,3 +114,64 @@ def test_build_certificate_monitor_from_safety_data(data_dir: Path) -> None:
     assert len(mon.prompts) == 4 and mon.every == 5 and mon.name == "cert" and mon.safety_budget == 0.1
     with pytest.raises(ValueError):
         SafetyCertificateCallback(PROMPTS, every=1)  # neither s_ref nor a judge
+
+
+def test_a_check_leaves_the_training_rng_stream_alone(tiny_model_dir: Path) -> None:
+    """A certificate check (sampling the policy and the reference, bootstrap) between two optimizer steps does not
+    move the training process's torch RNG: rollouts after it are those of a run without it (#18)."""
+    ref = resolve_model(str(tiny_model_dir)).model
+    policy = resolve_model(str(tiny_model_dir))
+    mon = SafetyCertificateCallback(PROMPTS, every=1, k=2, max_new_tokens=5, ref_k=2, judge=_CountingJudge(),
+                                    n_resamples=50, seed=11)
+    cb = RunCallback(store=None, run_id="t", tokenizer=policy.tokenizer, monitors=[mon],
+                     ref=ReferenceHandle(policy.model, ref))
+    torch.manual_seed(1234)
+    expected = torch.rand(8)
+    torch.manual_seed(1234)
+    _loop_step(cb, policy.model, 1)
+    assert "cert/kl_k1" in cb.pending
+    assert torch.equal(torch.rand(8), expected)
+
+
+def test_under_zero3_monitors_generate_inside_one_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ZeRO-3 a monitor's generate would gather every layer once per token: the callback runs the monitors
+    inside TRL's unwrap_model_for_generation (one gather for the block, the trainer's ds3_gather_for_generation);
+    elsewhere they get the model as the trainer hands it to callbacks (#18)."""
+    import contextlib
+
+    import trl.models
+
+    entered: list[tuple[Any, Any, bool, Any]] = []
+    unwrapped = object()
+
+    @contextlib.contextmanager
+    def fake_unwrap(model: Any, accelerator: Any, gather_deepspeed3_params: bool = True,
+                    gradient_checkpointing_kwargs: Any = None) -> Any:
+        entered.append((model, accelerator, gather_deepspeed3_params, gradient_checkpointing_kwargs))
+        yield unwrapped
+
+    monkeypatch.setattr(trl.models, "unwrap_model_for_generation", fake_unwrap)
+    seen: list[Any] = []
+
+    class Monitor:
+        name, every = "m", 1
+
+        def __call__(self, step: int, model: Any, tokenizer: Any, ref: Any) -> Any:
+            from rlvr_safety.training.callbacks import MonitorResult
+
+            seen.append(model)
+            return MonitorResult({"x": 1.0})
+
+    engine, accelerator, module = object(), object(), object()
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[]), model=module, model_wrapped=engine,
+                              accelerator=accelerator, ref_model=None,
+                              args=SimpleNamespace(ds3_gather_for_generation=False,
+                                                   gradient_checkpointing_kwargs={"use_reentrant": False}))
+    cb = RunCallback(store=None, run_id="t", tokenizer=None, monitors=[Monitor()])
+    cb.attach(trainer)
+    _loop_step(cb, module, 1)
+    assert seen == [module] and not entered  # no sharding engine: the model as handed over
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    _loop_step(cb, module, 2)
+    assert seen[1] is unwrapped and entered == [(engine, accelerator, False, {"use_reentrant": False})]

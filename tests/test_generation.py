@@ -76,6 +76,23 @@ def test_logprobs_match_manual_forward(tiny):
         np.testing.assert_allclose(lp, manual.double().numpy(), atol=1e-4)
 
 
+def test_logprobs_batched_rows_of_mixed_lengths_with_stop_terms(tiny):
+    """One batch holds completions of different lengths (one empty), some stopped: each row's log-probs and stop
+    term equal a forward of that row alone."""
+    prompt_ids = [encode_prompt(tiny.tokenizer, p) for p in PROMPTS[:4]]
+    comp_ids = [[5, 9, 11, 3, 7], [], [8, 8], [4, 6, 2]]
+    stopped = [True, True, False, True]
+    eos = [tiny.tokenizer.eos_token_id, 0]
+    lps = completion_logprobs(tiny.model, prompt_ids, comp_ids, stopped, eos, tiny.pad_id, batch_size=4)
+    for p, c, stop, lp in zip(prompt_ids, comp_ids, stopped, lps, strict=True):
+        with torch.no_grad():
+            ls = torch.log_softmax(tiny.model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+        manual = [float(ls[len(p) - 1 + t, tok]) for t, tok in enumerate(c)]
+        if stop:
+            manual.append(float(torch.logsumexp(ls[-1, eos], 0)))
+        np.testing.assert_allclose(lp, manual, atol=1e-4)
+
+
 def test_bad_params_and_backend():
     with pytest.raises(UserError):
         GenerationParams(max_new_tokens=0)

@@ -177,6 +177,49 @@ def test_eval_frees_the_engine_before_the_judge_runs(fake_vllm: FakeVLLM, tiny_m
     assert seen and all(s == (True, 1, 1) for s in seen)  # engine gone, parallel state torn down, cache emptied
 
 
+def test_prompts_reach_the_engine_in_large_calls(fake_vllm: FakeVLLM, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """ensure_generations hands vLLM its prompts_per_call (not two hf batches of 16) per call; the openai backend
+    keeps its connection pool busy the same way."""
+    from rlvr_safety.evaluation.sampling import ensure_generations
+    from rlvr_safety.generation.openai_backend import OpenAIGenerator
+    from rlvr_safety.generation.vllm_backend import VLLMGenerator
+    from rlvr_safety.store import Store
+
+    gen = VLLMGenerator(str(tiny_model_dir))
+    items = [(f"i{k}", f"prompt {k}") for k in range(70)]
+    with Store(tmp_path / "s.sqlite") as store:
+        rows = ensure_generations(store, lambda: gen, "m", "b", items, GenerationParams(batch_size=16),
+                                  progress=False)
+    assert len(rows) == 70 and [len(c) for c, _ in fake_vllm.chats] == [70]
+    from rlvr_safety.evaluation.certify import recording_generator  # eval with record_tokens wraps the engine
+
+    with Store(tmp_path / "t.sqlite") as store:
+        recording = recording_generator(gen, store.path, "m")
+        ensure_generations(store, lambda: recording, "m", "b", items, GenerationParams(batch_size=16, seed=1),
+                           progress=False)
+    assert [len(c) for c, _ in fake_vllm.chats] == [70, 70]
+    assert OpenAIGenerator("m", "http://localhost:1/v1").prompts_per_call >= 8 * 16
+
+
+def test_cli_engine_options_reach_the_engine(fake_vllm: FakeVLLM, tiny_model_dir: Path, tmp_path: Path,
+                                            data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from test_cli_exit_codes import assert_one_line_exit_2, run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                             "--limit", "2", "--data-dir", str(data_dir), "--backend", "vllm",
+                             "--backend-option", "gpu_memory_utilization=0.5", "--backend-option",
+                             "enforce_eager=true", "--backend-option", "tokenizer_mode=auto",
+                             "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert fake_vllm.engines == [{"model": str(tiny_model_dir.resolve()), "generation_config": "vllm",
+                                  "gpu_memory_utilization": 0.5, "enforce_eager": True, "tokenizer_mode": "auto"}]
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tiny_model_dir), "--benchmark", "xstest",
+                             "--backend", "vllm", "--backend-option", "gpu_memory_utilization",
+                             "--out", str(tmp_path / "o2"))
+    assert_one_line_exit_2(code, out, err, "use KEY=VALUE")
+
+
 # ------------------------------------------------------------------------------------------- RL config (TRL side)
 def test_rl_config_vllm_settings_reach_grpo_config(tmp_path: Path) -> None:
     from rlvr_safety.training.config import load_config

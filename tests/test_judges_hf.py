@@ -383,3 +383,29 @@ def test_pickle_only_weights_need_an_explicit_opt_in(tmp_path: Path, monkeypatch
     assert len(judge.judge(["q"], ["a"])) == 1 and judge._loaded is not None
     monkeypatch.setenv(ALLOW_PICKLE_ENV, "1")
     assert make_hf_classifier(str(folder), family="wildguard", device="cpu").pickle_allowed()
+
+
+def test_classifier_batches_longest_first_one_token_answers_back_in_order() -> None:
+    """Batches are sorted by length (longest first), HarmBench asks for its one answer token, and each answer
+    goes back to its own pair."""
+    tok = _tokenizer(None)
+    model = _model("llama", tok)
+    yes, no = (tok(w, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for w in ("Yes", "No"))
+    seen: list[tuple[list[int], int]] = []
+
+    def generate(input_ids: Any, attention_mask: Any, max_new_tokens: int, **_: Any) -> Any:
+        seen.append(([int(n) for n in attention_mask.sum(-1)], max_new_tokens))
+        texts = tok.batch_decode(input_ids, skip_special_tokens=True)
+        width = max(len(yes), len(no))  # the toy tokenizer spells them in several tokens: pad (skipped on decode)
+        answers = [torch.nn.functional.pad(a, (0, width - len(a)), value=tok.pad_token_id)
+                   for a in (yes if "HARM" in t else no for t in texts)]
+        return torch.cat([input_ids, torch.stack(answers)], dim=1)
+
+    model.generate = generate
+    responses = ["HARM " * 3, "ok", "HARM " * 30, "fine " * 12, "HARM"]
+    judge = HarmBenchJudge("cais/HarmBench-Llama-2-13b-cls", loaded=(model, tok), batch_size=2)
+    verdicts = judge.judge(["behaviour"] * len(responses), responses)
+    assert [v.harmful for v in verdicts] == [1.0, 0.0, 1.0, 0.0, 1.0]
+    lengths = [n for batch, _ in seen for n in batch]
+    assert lengths == sorted(lengths, reverse=True) and len(seen) == 3
+    assert {m for _, m in seen} == {1}

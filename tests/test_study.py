@@ -191,3 +191,25 @@ def test_the_runner_trains_the_validated_object(tmp_path, monkeypatch):
     assert cfg.model == "/guarded" and cfg.max_steps == 3 and cfg.judge == "learned" and cfg.beta == 0.05
     folder = tmp_path / "st" / "models" / "default_rlvr-grpo_arithmetic_b0.05_s0"
     assert not (folder / "config.yaml").exists() and (folder / "config.json").exists()
+
+
+def test_each_stage_releases_accelerator_memory_before_the_next(tmp_path, monkeypatch):
+    """Between stages (done or failed) the GPU cache is emptied, so a judge or a vLLM engine loading next sees the
+    memory the previous stage's models held (#18)."""
+    import torch
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("empty"))
+    calls = []
+
+    def noting(run):
+        def wrapped(stage):
+            events.append("stage")
+            return run(stage)
+        return wrapped
+
+    executors = {kind: noting(run) for kind, run in fake_executors(calls).items()}
+    StudyRunner(spec(methods=["sft"], betas=[0.05], seeds=[0]), tmp_path / "st", progress=False,
+                executors=executors).run()
+    assert events and events == ["stage", "empty"] * (len(events) // 2)

@@ -102,6 +102,10 @@ def eval_cmd(
     = _EVAL["backend"].default,
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai (else OPENAI_BASE_URL).")]
     = _EVAL["base_url"].default,
+    backend_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE for the backend (repeatable; VALUE read as JSON when it parses): vllm engine options "
+             "(gpu_memory_utilization=0.5, tensor_parallel_size=4, max_model_len=4096), openai concurrency=64, "
+             "hf dtype=fp32.")] = None,
     inspect_log: Annotated[Path | None, typer.Option(help="Judge and grade the samples of an inspect eval log of an "
                                                           "rlvr_safety/<benchmark> task instead of generating "
                                                           "(inspect extra).")] = None,
@@ -125,12 +129,28 @@ def eval_cmd(
                       benchmarks=list(suite or []) + list(benchmark or []), limit=limit,
                       data_dir=resolve_data_dir(data_dir), judge=judge,
                       judge_options=_judge_options(judge_endpoint, judge_model), backend=backend, base_url=base_url,
-                      max_new_tokens=max_new_tokens, capability_max_new_tokens=capability_max_new_tokens,
-                      batch_size=batch_size)
+                      generator_options=_backend_options(backend_option), max_new_tokens=max_new_tokens,
+                      capability_max_new_tokens=capability_max_new_tokens, batch_size=batch_size)
     writable_dir(out)
     payload = run_eval(cfg, out)
     print_metrics(payload)
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+def _backend_options(pairs: list[str] | None) -> dict[str, Any]:
+    """--backend-option KEY=VALUE pairs as generator options (VALUE as JSON when it parses, else the string)."""
+    import json
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--backend-option {pair!r}: use KEY=VALUE, e.g. gpu_memory_utilization=0.5")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
 
 
 def _judge_options(endpoint: str | None, judge_model: str | None) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class _RecordingGenerator:
         self.ledger = ledger
         self.model_key = model_key
         self.backend = inner.backend
+        self.prompts_per_call = getattr(inner, "prompts_per_call", None)  # the inner engine's call size
 
     def generate(self, prompts: list[Prompt], params: GenerationParams, progress: bool = True) -> list[Completion]:
         outs = self.inner.generate(prompts, params, progress=progress)
@@ -310,7 +311,11 @@ class _Lazy:
         return HFGenerator(loaded.model, loaded.tokenizer)
 
     def release(self) -> None:
-        self._loaded = None
+        if self._loaded is not None:
+            from ..models import release_memory
+
+            self._loaded = None
+            release_memory()  # the next model (reference, judge) loads into the memory this one held
 
 
 def _same_tokenizer(a: Any, b: Any) -> bool:

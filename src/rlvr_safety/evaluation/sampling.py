@@ -22,7 +22,9 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
 
     `get_generator` is called lazily, so a fully cached run never loads a model. Each chunk samples on its own
     random stream, named by the model, benchmark and the chunk's item ids: chunks, and the same items under another
-    model (policy and reference), never share noise.
+    model (policy and reference), never share noise. A chunk is `chunk` prompts, else what the generator asks for
+    (`prompts_per_call`: an engine that schedules its own batches, vLLM, or a server pool, wants many prompts per
+    call), else two of its batches; each chunk is committed to the store before the next is generated.
     """
     key = params.key()
     have = store.existing_generations(model_key, benchmark, key)
@@ -30,7 +32,7 @@ def ensure_generations(store: Store, get_generator: Callable[[], Generator], mod
                if any((item_id, s) not in have for s in range(params.n))]
     if missing:
         generator = get_generator()
-        step = chunk or max(params.batch_size * 2, 1)
+        step = chunk or getattr(generator, "prompts_per_call", None) or max(params.batch_size * 2, 1)
         for start in range(0, len(missing), step):
             part = missing[start:start + step]
             stream = f"{derive_seed(params.stream, model_key, benchmark, [item_id for item_id, _ in part]):x}"

@@ -107,16 +107,20 @@ def completion_logprobs(model: Any, prompt_ids: Sequence[Sequence[int]], complet
                 ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
                 mask[r, width - len(s):] = 1
             ids, mask = ids.to(device), mask.to(device)
-            logits = forward_last(model, ids, mask, keep)
+            # one log-softmax, one gather and one device-to-host copy per batch (not per row: each .cpu() of a
+            # row would wait for the GPU)
+            ls = torch.log_softmax(forward_last(model, ids, mask, keep).float(), dim=-1)  # (B, keep, V)
+            # kept position j predicts token width-keep+1+j; the last kept position predicts what follows the row
+            targets = torch.cat([ids[:, width - keep + 1:], torch.zeros_like(ids[:, :1])], dim=1)
+            token_lp = ls.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, keep); the last column unused
+            stop_lp = (torch.logsumexp(ls[:, -1, eos_t], dim=-1) if eos_t is not None
+                       else torch.zeros(len(idx), device=ls.device))
+            token_np = token_lp.double().cpu().numpy()
+            stop_np = stop_lp.double().cpu().numpy()
             for r, i in enumerate(idx):
                 c = len(completion_ids[i])
-                # kept position keep-1-c predicts the first completion token; the last one, what follows it
-                ls = torch.log_softmax(logits[r, keep - 1 - c:].float(), dim=-1)
-                lp = ls[:c].gather(-1, ids[r, width - c:].unsqueeze(-1)).squeeze(-1) if c else ls[:0, 0]
-                if stopped[i]:
-                    assert eos_t is not None
-                    lp = torch.cat([lp, torch.logsumexp(ls[c, eos_t], dim=0, keepdim=True)])
-                out[i] = lp.double().cpu().numpy()
+                lp = token_np[r, keep - 1 - c:keep - 1]  # the row's c completion tokens end at position keep-2
+                out[i] = np.concatenate([lp, stop_np[r:r + 1]]) if stopped[i] else lp.copy()
     return out
 
 

@@ -31,12 +31,14 @@ BASE_URL_ENV = "OPENAI_BASE_URL"
 
 
 class OpenAIGenerator:
-    """POST {base_url}/chat/completions per prompt, a few prompts at a time, retrying transient failures."""
+    """POST {base_url}/chat/completions per prompt, `concurrency` requests in flight (default 16; a local vLLM
+    server takes far more, a hosted API's rate limit may want fewer: 429s are retried with backoff), retrying
+    transient failures."""
 
     backend = "openai"
 
     def __init__(self, model: str, base_url: str | None = None, *, timeout: float = 120.0,
-                 deadline: float = 600.0, retries: int = 4, backoff_s: float = 1.0, concurrency: int = 4) -> None:
+                 deadline: float = 600.0, retries: int = 4, backoff_s: float = 1.0, concurrency: int = 16) -> None:
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
             raise UserError(f"the openai backend needs a server URL: pass base_url (e.g. http://localhost:8000/v1) "
@@ -50,6 +52,11 @@ class OpenAIGenerator:
         self.client = ChatClient(base_url, api_key_env=API_KEY_ENV, timeout=timeout, deadline=deadline,
                                  retries=retries, backoff_s=backoff_s, max_connections=self.concurrency)
         self.url = self.client.url
+
+    @property
+    def prompts_per_call(self) -> int:
+        """Prompts ensure_generations hands over per call: enough to keep every connection busy for a while."""
+        return max(64, 8 * self.concurrency)
 
     def __repr__(self) -> str:
         return f"OpenAIGenerator(model={self.model!r}, url={self.url!r})"

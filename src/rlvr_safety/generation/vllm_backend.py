@@ -42,6 +42,9 @@ class VLLMGenerator:
     max_model_len, tensor_parallel_size, enforce_eager)."""
 
     backend = "vllm"
+    # vLLM schedules its own batches (continuous batching): hand it many prompts per call, not the hf backend's
+    # two batches; ensure_generations commits each call's rows, so a kill loses at most one call's work
+    prompts_per_call = 1024
 
     def __init__(self, model_spec: str, **engine_options: Any) -> None:
         if "base_url" in engine_options:

@@ -16,8 +16,9 @@ parser here, written after the model cards:
 
 Only WildGuard judges refusal itself. Llama Guard and HarmBench judge harm; for them `refused` means "did not give
 harmful help" (the HarmBench attack-success convention) and extra["refusal_known"] is False, so their agreement with
-XSTest refusal labels on benign prompts is not meaningful. Decoding is greedy with a few new tokens; an answer outside
-the expected vocabulary (e.g. from a broken or random model) gives label "error", never "safe".
+XSTest refusal labels on benign prompts is not meaningful. Decoding is greedy with as few new tokens as the answer
+needs (HarmBench: 1, as in HarmBench's own evaluation), in batches sorted by length; an answer outside the expected
+vocabulary (e.g. from a broken or random model) gives label "error", never "safe".
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class HFClassifierJudge:
         loaded: tuple[Any, Any] | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        batch_size: int = 8,
+        batch_size: int = 16,
         max_new_tokens: int | None = None,
         allow_pickle: bool | None = None,
     ) -> None:
@@ -242,12 +243,18 @@ class HFClassifierJudge:
         """The opted-in .bin path: transformers unpickles with torch.load(weights_only=True); no remote code."""
         from transformers import AutoModelForCausalLM
 
-        from rlvr_safety.models import _hub_error, load_tokenizer, pick_device_and_dtype, resolve_source
+        from rlvr_safety.models import (
+            _hub_error,
+            load_device_map,
+            load_tokenizer,
+            pick_device_and_dtype,
+            resolve_source,
+        )
 
         dev, dtype = pick_device_and_dtype(self._device, self._dtype)
         try:
             model = AutoModelForCausalLM.from_pretrained(resolve_source(self.model_id), dtype=dtype,
-                                                         use_safetensors=False)
+                                                         use_safetensors=False, device_map=load_device_map(dev))
         except Exception as exc:  # noqa: BLE001 - one clear line, like resolve_model
             raise _hub_error(self.model_id, exc) from exc
         model = model.to(dev)  # type: ignore[arg-type]
@@ -272,10 +279,15 @@ class HFClassifierJudge:
         tokenizer.padding_side = "left"
         texts = [self.render(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
         device = next(model.parameters()).device
-        answers: list[str] = []
+        # longest first, so a batch holds texts of similar length (little padding) and the first batch shows at
+        # once whether memory suffices; answers are put back in input order
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=self.add_special_tokens)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        answers: list[str] = [""] * len(texts)
         for start in range(0, len(texts), self.batch_size):
+            part = order[start : start + self.batch_size]
             enc = tokenizer(
-                texts[start : start + self.batch_size],
+                [texts[i] for i in part],
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=self.add_special_tokens,
@@ -287,9 +299,9 @@ class HFClassifierJudge:
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                 )
-            answers.extend(
-                tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            )
+            decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for i, text in zip(part, decoded, strict=True):
+                answers[i] = text
         return answers
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
@@ -385,7 +397,7 @@ class HarmBenchJudge(HFClassifierJudge):
     """HarmBench classifier: is the generation an instance of the behaviour (attack success)."""
 
     family = "harmbench"
-    max_new_tokens = 4
+    max_new_tokens = 1  # "Yes" / "No" is one token for both classifiers' tokenizers (HarmBench's own eval: 1)
     add_special_tokens = True  # the Llama-2 / Mistral tokenizers add <s>, as in HarmBench's own pipeline
 
     def render(self, tokenizer: Any, prompt: str, response: str) -> str:

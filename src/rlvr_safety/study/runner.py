@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_json_atomic
 from ..errors import UserError
+from ..models import release_memory
 from ..progress import reporting
 from ..store import Store
 from ..training.config import RLConfig
@@ -102,6 +103,8 @@ class StudyRunner:
                 if self.display is not None:
                     self.display.fail(i, stage.id, type(exc).__name__)
                 raise
+            finally:
+                release_memory()  # what the stage loaded (trainer, models, judge) is freed before the next loads
             # CPU seconds beside wall seconds: on a shared machine the wall time is inflated by other processes,
             # the CPU time much less (docs/demo-results.md compares stages by it)
             artifacts = {**artifacts, "seconds": round(time.time() - t0, 2), "cpu_seconds": round(_cpu_seconds() - cpu0, 2)}

@@ -176,11 +176,31 @@ class RunCallback(TrainerCallback):
         self.pending: dict[str, float] = {}
         self.stopped_by: str | None = None
         self.history: list[dict[str, float]] = []
+        self.trainer: Any = None
 
     def attach(self, trainer: Any) -> None:
         trainer.callback_handler.callbacks.insert(0, self)
+        self.trainer = trainer
         if self.ref is None:
             self.ref = ReferenceHandle(trainer.model, getattr(trainer, "ref_model", None))
+
+    def live_policy(self, model: Any) -> contextlib.AbstractContextManager[Any]:
+        """The policy the monitors generate with. Under DeepSpeed ZeRO-3 every forward gathers each layer's shards,
+        so a monitor's generate would gather the whole model once per token: TRL's unwrap_model_for_generation
+        gathers it once for the block (every rank enters it; `ds3_gather_for_generation` as in the trainer's
+        args, default on). Elsewhere the model as the trainer hands it to callbacks."""
+        from .distributed import sharding_engine
+
+        trainer = self.trainer
+        if trainer is None or sharding_engine() != "deepspeed3":
+            return contextlib.nullcontext(model)
+        from trl.models import unwrap_model_for_generation
+
+        targs = trainer.args
+        return unwrap_model_for_generation(
+            trainer.model_wrapped, trainer.accelerator,
+            gather_deepspeed3_params=getattr(targs, "ds3_gather_for_generation", True),
+            gradient_checkpointing_kwargs=getattr(targs, "gradient_checkpointing_kwargs", None))
 
     def run_monitors(self, step: int, model: Any) -> bool:
         """Run the monitors due at `step` on the live policy, without inference mode (generation/grad.py)."""
@@ -209,7 +229,8 @@ class RunCallback(TrainerCallback):
             return control
         stop = False
         if getattr(state, "is_world_process_zero", True) or self.monitors_on_every_rank:
-            stop = self.run_monitors(state.global_step, model)
+            with self.live_policy(model) as live:
+                stop = self.run_monitors(state.global_step, live)
         # every rank must stop (and save, a collective) at the same step: rank 0 decides
         stop, self.stopped_by = broadcast_from_main((stop, self.stopped_by))
         if stop:

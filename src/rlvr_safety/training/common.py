@@ -35,12 +35,14 @@ def load_policy(cfg: CommonConfig) -> Any:
     """Policy model + tokenizer + source folder (TRL rebuilds the frozen reference from `source`)."""
     from rlvr_safety.models import resolve_model
 
-    from .distributed import load_device
+    from .distributed import load_device, unsharded_loading
     from .precision import precision_plan
 
-    # on this rank's device (never every rank onto cuda:0; the CPU under ZeRO-3/FSDP), fp32 masters for full FT
+    # on this rank's device (never every rank onto cuda:0; the CPU under ZeRO-3/FSDP), fp32 masters for full FT;
+    # whole even when an earlier trainer of this process registered ZeRO-3 with transformers (rlhf, a lazy ref)
     plan = precision_plan(cfg.device, cfg.dtype, full_finetune=not cfg.lora.enabled)
-    loaded = resolve_model(cfg.model, device=load_device(plan.device), dtype=plan.load_dtype)
+    with unsharded_loading():
+        loaded = resolve_model(cfg.model, device=load_device(plan.device), dtype=plan.load_dtype)
     tok = loaded.tokenizer
     tok.padding_side = "left"
     loaded.model.train()

@@ -4,7 +4,7 @@ A recipe launched as N processes (DDP, DeepSpeed ZeRO, FSDP; `accelerate launch 
 same code on every rank. The rules kept here:
 
 - every rank loads its copy of the model onto *its own* device (`cuda:LOCAL_RANK`), never all onto cuda:0; under
-  ZeRO-3 / FSDP onto the CPU, and the engine places (shards) it;
+  ZeRO-3 / FSDP onto the CPU, whole (`unsharded_loading`), and the engine places (shards) it;
 - one writer: the run store, DIR/model and the rollouts file are written by rank 0; the others wait at a barrier;
 - a sharded model (ZeRO-3, FSDP) is saved through the trainer (`trainer.save_model`, which gathers the full state
   dict on every rank and writes on rank 0), then merged (LoRA) and renamed atomically by rank 0;
@@ -16,9 +16,11 @@ With no process group (one process) every function here is the trivial single-pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,33 @@ def sharding_engine() -> str | None:
     if flag("ACCELERATE_USE_DEEPSPEED") and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "").strip() == "3":
         return "deepspeed3"
     return None
+
+
+@contextlib.contextmanager
+def unsharded_loading() -> Iterator[None]:
+    """Models loaded inside the block are whole (not partitioned by DeepSpeed's zero.Init), on the device asked.
+
+    Under a ZeRO-3 launch, every TrainingArguments (GRPOConfig, RewardConfig, ...) registers its DeepSpeed config
+    with transformers, and while that object lives (the trainer and accelerate's state keep it) every
+    `from_pretrained` partitions the weights with zero.Init. The recipes load the models they place themselves (the
+    policy before its trainer exists, its frozen copy, rlhf's reward scorer after the reward model's trainer, a
+    monitor's lazy reference) whole, as the shipped zero3.yaml says (zero3_init_flag: false): a partitioned model
+    outside a DeepSpeed engine has empty parameters, and cannot be deep-copied or moved. The registration is put
+    back after the block.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        yield
+        return
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    registered = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered)
 
 
 def load_device(device: str) -> str:
@@ -199,7 +228,15 @@ def save_trained_model(trainer: Any, tokenizer: Any, target: Path, dtype: Any = 
 
 
 def _load_saved(trainer: Any, folder: Path, dtype: Any) -> Any:
-    """The model a sharded save wrote, on the CPU: a full model, or base + LoRA adapter (merged by the caller)."""
+    """The model a sharded save wrote, on the CPU: a full model, or base + LoRA adapter (merged by the caller).
+
+    Loaded whole (`unsharded_loading`): the trainer's ZeRO-3 registration would otherwise have zero.Init partition
+    it again, and save_pretrained would write its empty shards."""
+    with unsharded_loading():
+        return _load_saved_whole(trainer, folder, dtype)
+
+
+def _load_saved_whole(trainer: Any, folder: Path, dtype: Any) -> Any:
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if (folder / "adapter_config.json").exists():
         import json

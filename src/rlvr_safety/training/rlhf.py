@@ -92,14 +92,20 @@ class LearnedReward:
     def __init__(self, folder: Path, device: str | None = None, max_length: int = 256, batch_size: int = 16) -> None:
         from transformers import AutoModelForSequenceClassification
 
-        from rlvr_safety.models import load_tokenizer, pick_device_and_dtype
+        from rlvr_safety.models import load_device_map, load_tokenizer, pick_device_and_dtype
 
         dev, dtype = pick_device_and_dtype(device, None)
         self.tokenizer = load_tokenizer(str(folder))
         self.tokenizer.padding_side = "right"
         # each process scores its own completions on its own GPU (the CPU under ZeRO-3 / FSDP is too slow: cuda)
         dev = f"cuda:{local_rank()}" if dev.startswith("cuda") and world_size() > 1 else dev
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype).to(dev).eval()
+        # whole, straight onto the GPU: a frozen scorer is not sharded (the reward model's trainer registered ZeRO-3
+        # with transformers, which would partition it with zero.Init and refuse a device_map)
+        from .distributed import unsharded_loading
+
+        with unsharded_loading():
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                folder, dtype=dtype, device_map=load_device_map(dev)).to(dev).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.max_length = max_length
         self.batch_size = batch_size
