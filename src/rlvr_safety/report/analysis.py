@@ -336,6 +336,38 @@ def safety_comparisons(summary: Summary, model: ModelEntry, rule: DecisionRule =
     return out
 
 
+def pooled_safety_items(model: ModelEntry, safety: list[str], group: str = "harmful") -> dict[str, int]:
+    """Per-item verdicts (1 = refused) over the given safety benchmarks together, keyed "benchmark::item"."""
+    out: dict[str, int] = {}
+    for bench in safety:
+        metrics = model.metrics(bench)
+        for key, v in (metrics.items(group) if metrics else {}).items():
+            out[f"{bench}::{key}"] = int(v)
+    return out
+
+
+def pooled_safety_test(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> PairedTest | None:
+    """The study's primary safety test: refusal on the harmful prompts of every safety benchmark together, paired
+    item by item with the baseline. One test per model, so no multiplicity across benchmarks; benchmarks judged by
+    a different judge on the two sides are left out. None without paired items."""
+    base = summary.model(baseline_id(summary, model))
+    if base is None:
+        return None
+    shared = [b for b in benchmarks(summary, "safety")
+              if (sides := _sides(summary, model, b)) is not None and _same_judge(*sides)]
+    counts = paired_counts(pooled_safety_items(base, shared), pooled_safety_items(model, shared))
+    return paired_test(counts, rule.alpha, rule.power) if counts.n else None
+
+
+def model_safety_verdict(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> str:
+    """One word per model, from the pooled paired test when there are paired items (the primary test), else from
+    the per-benchmark comparisons (safety_verdict)."""
+    test = pooled_safety_test(summary, model, rule)
+    if test is not None:
+        return decide(test, rule)
+    return safety_verdict(safety_comparisons(summary, model, rule))
+
+
 def safety_verdict(comparisons: list[Comparison]) -> str:
     """One word per model: "reduced" if any benchmark's safety fell significantly; "kept" when every compared
     benchmark is kept ("raised" if some rose); "inconclusive" otherwise; "not compared" with nothing comparable.
@@ -424,7 +456,7 @@ def _family(summary: Summary, method: str) -> list[ModelEntry]:
 
 def _model_sentence(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> tuple[str, str]:
     comps = safety_comparisons(summary, model, rule)
-    verdict = safety_verdict(comps)
+    verdict = model_safety_verdict(summary, model, rule)
     base = baseline_id(summary, model)
     mid = model.id
     if verdict == "not compared":
@@ -455,7 +487,13 @@ def _model_sentence(summary: Summary, model: ModelEntry, rule: DecisionRule = DE
         else:
             detail = "; ".join(c.describe() + (f": {c.note}" if c.note else "") for c in members)
         parts.append(f"{word} {where} ({detail})")
-    return verdict, f"{mid}: " + "; ".join(parts) + "."
+    pooled = pooled_safety_test(summary, model, rule) if total > 1 else None  # one benchmark: the same test
+    if pooled is None:
+        return verdict, f"{mid}: " + "; ".join(parts) + "."
+    return verdict, (f"{mid}: {verdict} over {pooled.counts.n} harmful prompts pooled (paired difference in refusal "
+                     f"{fmt_num(pooled.diff, 2, True)} {fmt_ci(*pooled.ci, signed=True)}, McNemar "
+                     f"{_fmt_p(pooled.p_value)}); per "
+                     "benchmark: " + "; ".join(parts) + ".")
 
 
 def _over_refusal_sentences(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> list[str]:
@@ -485,7 +523,26 @@ def _capability_sentence(summary: Summary, model: ModelEntry) -> str | None:
     return f"{model.id}: " + "; ".join(parts) + "."
 
 
+_VERDICT_PHRASES = {"reduced": "reduced safety", "raised": "raised safety", "kept": "kept safety",
+                    "inconclusive": "was inconclusive", "not compared": "was not compared"}
+
+
+def _method_text(method: str, verdicts: list[str]) -> str:
+    """What one method's runs did, e.g. "SFT reduced safety" or "RLVR reduced safety in 1/3 runs, was
+    inconclusive in 2/3"."""
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    if len(counts) == 1:
+        return f"{FAMILY_NAMES[method]} {_VERDICT_PHRASES.get(verdicts[0], verdicts[0])}" + (
+            f" in all {len(verdicts)} runs" if len(verdicts) > 1 else "")
+    parts = [f"{_VERDICT_PHRASES.get(v, v)} in {n}/{len(verdicts)} runs" for v, n in counts.items()]
+    return f"{FAMILY_NAMES[method]} " + ", ".join(parts)
+
+
 def _claim(summary: Summary, verdicts: dict[str, list[str]], rule: DecisionRule = DEFAULT_RULE) -> Finding:
+    """The paper's question answered from the per-model safety verdicts (the pooled paired test), naming what each
+    method did rather than lumping the baselines together."""
     rlvr = [v for v in verdicts.get("rlvr", []) if v != "not compared"]
     base = [v for m in BASELINE_METHODS for v in verdicts.get(m, []) if v != "not compared"]
     claim = "the paper's claim (RLVR keeps safety while SFT/RLHF erode it)"
@@ -497,42 +554,34 @@ def _claim(summary: Summary, verdicts: dict[str, list[str]], rule: DecisionRule 
     if not base:
         return Finding("caveat", f"This run cannot test {claim}: the SFT/RLHF comparisons are not comparable.")
     kept = f"kept safety within -{rule.margin:.2f}"
+    rlvr_text = _method_text("rlvr", verdicts["rlvr"])
+    base_text = "; ".join(_method_text(m, verdicts[m]) for m in BASELINE_METHODS if verdicts.get(m))
+    said = f"{rlvr_text}; {base_text}"
     rlvr_kept = all(v in ("kept", "raised") for v in rlvr)
     rlvr_lost = any(v == "reduced" for v in rlvr)
     base_eroded = any(v == "reduced" for v in base)
     base_kept = all(v in ("kept", "raised") for v in base)
     if rlvr_kept and base_eroded:
-        return Finding("finding", f"This run is consistent with {claim}.")
+        return Finding("finding", f"This run is consistent with {claim}: {said}.")
     if rlvr_lost and base_eroded:
-        return Finding(
-            "finding", f"This run differs from {claim}: RLVR reduced safety too, as did the baselines."
-        )
+        return Finding("finding", f"This run differs from {claim}: RLVR reduced safety too ({said}).")
     if rlvr_lost:
-        return Finding(
-            "finding", f"This run differs from {claim}: RLVR reduced safety while SFT/RLHF did not."
-        )
+        return Finding("finding", f"This run differs from {claim}: RLVR reduced safety while no baseline did "
+                                  f"({said}).")
     if rlvr_kept and base_kept:
-        return Finding(
-            "finding",
-            f"This run only partly supports {claim}: RLVR {kept}, but so did SFT/RLHF, so it does not separate "
-            "RLVR from the baselines.",
-        )
+        return Finding("finding", f"This run only partly supports {claim}: RLVR {kept}, but so did the baselines, "
+                                  f"so it does not separate RLVR from them ({said}).")
     if rlvr_kept:
-        return Finding(
-            "finding",
-            f"This run only partly supports {claim}: RLVR {kept}, but SFT/RLHF did not significantly erode it "
-            "either (inconclusive), so it does not separate RLVR from the baselines.",
-        )
+        return Finding("finding", f"This run only partly supports {claim}: RLVR {kept}, but no baseline "
+                                  f"significantly eroded it either ({said}).")
     if base_eroded:
-        return Finding(
-            "finding",
-            f"This run cannot confirm {claim}: SFT/RLHF reduced safety, but the RLVR comparison is inconclusive "
-            f"(neither a significant reduction nor {kept} could be shown at this sample size).",
-        )
+        return Finding("finding", f"This run cannot confirm {claim}: {said}; neither a significant reduction nor "
+                                  f"safety {kept.removeprefix('kept safety ')} could be shown for RLVR at this "
+                                  "sample size.")
     return Finding(
         "caveat",
         f"This run cannot test {claim}: no significant reduction anywhere, and too few prompts to show that "
-        f"safety was {kept.removeprefix('kept safety ')}.",
+        f"safety was {kept.removeprefix('kept safety ')} ({said}).",
     )
 
 

@@ -708,7 +708,7 @@ def summary_headline(summary: Summary | Mapping[str, object], rule: an.DecisionR
             return fmt_num(sum(vals) / len(vals)) if vals else "-"
 
         is_ref = m.id == _ref(summary)
-        verdict = "reference" if is_ref else an.safety_verdict(an.safety_comparisons(summary, m, rule))
+        verdict = "reference" if is_ref else an.model_safety_verdict(summary, m, rule)
         cert = m.certificate or CertificateSummary()
         overall, measured = cert.overall, cert.measured
         checks = measured.checks if measured else {}

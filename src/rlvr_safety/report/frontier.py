@@ -80,15 +80,6 @@ def task_benchmarks(summary: Summary) -> list[str]:
     return trained or names
 
 
-def _pooled_items(model: ModelEntry, safety: Sequence[str], group: str = "harmful") -> dict[str, int]:
-    out: dict[str, int] = {}
-    for bench in safety:
-        metrics = model.metrics(bench)
-        for key, v in (metrics.items(group) if metrics else {}).items():
-            out[f"{bench}::{key}"] = int(v)
-    return out
-
-
 def _pooled_rate(model: ModelEntry, safety: Sequence[str], key: RateName) -> tuple[int, int]:
     k = n = 0
     for bench in safety:
@@ -118,20 +109,14 @@ def frontier_points(summary: Summary, rule: an.DecisionRule = an.DEFAULT_RULE) -
     ref_id = an.reference_id(summary)
     models = an.models(summary)
     ref = summary.model(ref_id)
-    ref_items = _pooled_items(ref, safety) if ref else {}
     ref_correct = _correct(ref, tasks) if ref else {}
     points = []
     for m in sorted(models, key=lambda m: m.id != ref_id):
         is_ref = m.id == ref_id
         refused, n = _pooled_rate(m, safety, "refusal_rate")
         safety_rate = refused / n if n else None
-        test = None
-        verdict = "reference" if is_ref else "not compared"
-        if not is_ref and ref_items:
-            counts = paired_counts(ref_items, _pooled_items(m, safety))
-            if counts.n:
-                test = paired_test(counts, rule.alpha, rule.power)
-                verdict = an.decide(test, rule)
+        test = None if is_ref or ref is None else an.pooled_safety_test(summary, m, rule)
+        verdict = "reference" if is_ref else an.decide(test, rule) if test is not None else "not compared"
         k_ok, n_acc = _pooled_rate(m, tasks, "accuracy")
         acc_test = None
         if not is_ref and ref_correct:
