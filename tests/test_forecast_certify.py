@@ -94,10 +94,15 @@ def test_measure_flags_an_impossible_drift(tiny_model_dir: Path, tmp_path: Path,
     reference always refuses and the policy always complies: |drift| = 1 must be flagged against every bound."""
     import shutil
 
+    import rlvr_safety.models as models_mod
+
     policy_dir = tmp_path / "policy-copy"
     shutil.copytree(tiny_model_dir, policy_dir)
-    policy_key = model_fingerprint(str(policy_dir))
-    assert policy_key != model_fingerprint(str(tiny_model_dir))
+    # an exact copy has the same content key (so it would share the reference's samples); key the two by folder
+    # here so the fake judge below can tell them apart
+    assert model_fingerprint(str(policy_dir)) == model_fingerprint(str(tiny_model_dir))
+    monkeypatch.setattr(models_mod, "model_fingerprint", lambda spec: f"folder:{Path(spec).resolve()}")
+    policy_key = models_mod.model_fingerprint(str(policy_dir))
 
     def fake_judgments(store: Any, judge: Any, rows: Any) -> dict[int, dict[str, Any]]:
         return {r.id: {"label": "full_compliance" if r.model == policy_key else "refusal",

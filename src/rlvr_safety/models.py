@@ -177,16 +177,41 @@ def resolve_source(spec: str) -> str:
     return spec  # a hub id
 
 
+_file_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, computed once per process per (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _file_digests:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        _file_digests[key] = h.hexdigest()
+    return _file_digests[key]
+
+
 def model_fingerprint(spec: str) -> str:
-    """A stable key for stores: hub ids as given, folders by path and weight-file timestamps (retrained = new key)."""
+    """A stable key for stores and sampling streams: hub ids as given; folders by the content of their weights and
+    adapter config (retrained = new key; the same weights copied elsewhere or rewritten unchanged = the same key).
+
+    Content, not paths or file times: the key also names the random stream every sampled answer draws from
+    (evaluation/sampling.py), so a rerun of the same study in a fresh folder reproduces its samples exactly.
+    """
     source = resolve_source(spec)
     path = Path(source)
     if not path.is_dir():
         return source
-    parts = [str(path)]
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("adapter_config.json")):
-        st = f.stat()
-        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    parts = [f"{f.name}:{_file_digest(f)}" for f in files] or [str(path)]  # no weights to read: by path
+    adapter_cfg = path / "adapter_config.json"
+    if adapter_cfg.is_file():  # its settings, not where its base lives (the base's own content is keyed below)
+        # PEFT writes target_modules from a set, so its order changes from process to process
+        settings = {k: sorted(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else v
+                    for k, v in json.loads(adapter_cfg.read_text()).items() if k != "base_model_name_or_path"}
+        parts.append("adapter_config:" + json.dumps(settings, sort_keys=True, default=str))
     base = adapter_base(path)
     if base is not None:  # an adapter is only as fixed as the model under it (possibly another adapter)
         parts.append(f"base:{model_fingerprint(base)}")
