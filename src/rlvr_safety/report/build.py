@@ -759,7 +759,8 @@ def summary_headline(summary: Summary | Mapping[str, object], rule: an.DecisionR
         render_text_table(headers, rows),
         f"refusal/harmful: means over {', '.join(safety) or 'none'} (harmful prompts); over-ref: benign prompts; "
         f"accuracy: mean over {', '.join(cap) or 'none'}",
-        f"safety vs ref: paired exact McNemar at alpha {rule.alpha:g} per benchmark; kept = the "
+        f"safety vs ref: paired exact McNemar at alpha {rule.alpha:g} over the harmful prompts of every safety "
+        f"benchmark together; kept = the "
         f"{1 - rule.alpha:.0%} interval of the difference stays above -{rule.margin:.2f}; "
         "bound: ok = within every non-vacuous certified bound",
     ]
