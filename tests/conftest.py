@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Test tiers (markers; `make test` runs all three, `make test-fast` unit + integration):
 #   slow         the default model (SmolLM2-135M) end to end, marked in the test files themselves, and the tests
 #                below that take long by design (hangs and timeouts, a Ray runtime, torchrun, a browser, the
-#                whole algorithm x KL-mode matrix of the recipes: one case of each stays in the fast loop);
+#                whole algorithm x KL-mode matrix of the recipes: one case of each stays in the fast loop, the
+#                demo's whole study path on a tiny model: four trainings, five evals, four certificates, the
+#                report, 27 of the fast tier's 186 s; the fast loop keeps a one-run study through the CLI
+#                (test_cli_keeps_library_output_in_the_log) and the stages' own tests);
 #   integration  real engines at toy size: tiny random models, TRL trainers, the code sandbox, local HTTP servers,
 #                inspect_ai, the learned judge's embedding model: any test using a tiny-model fixture, and every
 #                test of the files below;
@@ -46,6 +49,7 @@ SLOW_TESTS = frozenset({  # FILE::NAME (every parameter) or FILE::NAME[PARAMS] (
     "test_training_recipes.py::test_every_rlvr_algorithm_runs[reinforce_pp]",
     "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.0-reward]",
     "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.1-loss]",
+    "test_study_demo_path.py::test_tiny_demo_path",
 })
 TINY_MODEL_FIXTURES = frozenset({"tiny_model_dir", "tiny"})
 
