@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -19,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Test tiers (markers; `make test` runs all three, `make test-fast` unit + integration):
 #   slow         the default model (SmolLM2-135M) end to end, marked in the test files themselves, and the tests
 #                below that take long by design (hangs and timeouts, a Ray runtime, torchrun, a browser, the
-#                whole algorithm x KL-mode matrix of the recipes: one case of each stays in the fast loop);
+#                whole algorithm x KL-mode matrix of the recipes: one case of each stays in the fast loop, the
+#                demo's whole study path on a tiny model: four trainings, five evals, four certificates, the
+#                report, 27 of the fast tier's 186 s; the fast loop keeps a one-run study through the CLI
+#                (test_cli_keeps_library_output_in_the_log) and the stages' own tests);
 #   integration  real engines at toy size: tiny random models, TRL trainers, the code sandbox, local HTTP servers,
 #                inspect_ai, the learned judge's embedding model: any test using a tiny-model fixture, and every
 #                test of the files below;
@@ -45,6 +49,7 @@ SLOW_TESTS = frozenset({  # FILE::NAME (every parameter) or FILE::NAME[PARAMS] (
     "test_training_recipes.py::test_every_rlvr_algorithm_runs[reinforce_pp]",
     "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.0-reward]",
     "test_training_recipes.py::test_logged_kl_matches_direct_computation[False-0.1-loss]",
+    "test_study_demo_path.py::test_tiny_demo_path",
 })
 TINY_MODEL_FIXTURES = frozenset({"tiny_model_dir", "tiny"})
 
@@ -62,6 +67,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+# Garbage collection: every full collection (each study stage calls models.release_memory, which runs one; Python
+# runs others itself) walks every live object, and a test session holds millions that live to its end (torch,
+# transformers, TRL, our modules, loaded models): measured, 100 s of the 280 s fast tier. So what is alive when
+# collection ends and again when each test module starts is collected first and then frozen (gc.freeze: out of the
+# collector's sight); objects a test creates are collected as before, and reference counting still frees frozen
+# objects. Only a reference cycle among objects that were alive at a freeze and die later stays in memory.
+_frozen_for: list[object] = [None]
+
+
+def _collect_and_freeze() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker(tier) for item in session.items for tier in ("integration", "slow")):
+        import torch  # noqa: F401  (imported once here, frozen with the rest)
+        import transformers  # noqa: F401
+        import trl  # noqa: F401
+    _collect_and_freeze()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first test of each module (after the last module's fixtures were torn down)."""
+    module = getattr(item, "module", None)
+    if module is not _frozen_for[0]:
+        _frozen_for[0] = module
+        _collect_and_freeze()
 
 
 def _data_dir() -> Path:

@@ -104,6 +104,19 @@ def test_study_dry_run_rejects_a_typo_in_train_naming_it(monkeypatch, capsys, tm
     assert out == "" and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("setting", "needle"), [
+    ("forecast:\n  k: 0\n", "forecast.k: Input should be greater than or equal to 2"),
+    ("certificate:\n  limit: 0\n", "certificate.limit: Input should be greater than or equal to 1"),
+])
+def test_study_dry_run_rejects_a_bad_stage_setting_naming_it(monkeypatch, capsys, tmp_path, setting, needle):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("methods: [sft, 'rlvr:grpo']\n" + setting)
+    code, out, err = run_cli(monkeypatch, capsys, "study", "--config", str(spec), "--out", str(tmp_path / "o"),
+                             "--dry-run")
+    assert_one_line_error(code, err, needle)
+    assert out == "" and not (tmp_path / "o").exists()
+
+
 def test_study_dry_run_shows_the_judge_of_every_stage(monkeypatch, capsys, tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("judge: learned\nmethods: ['rlvr:grpo']\ntrain:\n  certificate: {enabled: true}\n")

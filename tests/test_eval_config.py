@@ -1,6 +1,7 @@
 """EvalConfig is the one home of the eval command's settings: the CLI flags show its defaults and build it, a bad
 value is one line naming the flag (exit 2), and the study's eval stage hands run_eval a validated EvalConfig built
-from the spec's `eval` settings, which re-declare none of its defaults unless they say the study differs."""
+from the spec's `eval` settings, which re-declare none of its defaults unless they say the study differs. The same
+holds for the study's forecast and certify stages (ForecastConfig, CertifyConfig)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pydantic import BaseModel
 
 from rlvr_safety import cli
 from rlvr_safety.errors import UserError
+from rlvr_safety.evaluation import certify as certify_module
+from rlvr_safety.evaluation import forecast as forecast_module
 from rlvr_safety.evaluation import runner as eval_runner
 from rlvr_safety.evaluation.configs import CertifyConfig, EvalConfig, ForecastConfig, eval_config
 from rlvr_safety.study.runner import StudyRunner
@@ -129,6 +132,12 @@ def test_study_stage_settings_take_the_command_defaults_unless_they_say_they_dif
     ({"eval": {"seed": -1}}, "eval.seed"),
     ({"eval": {"temperature": -0.5}}, "eval.temperature"),
     ({"eval": {"suites": ["nosuchsuite"]}}, "nosuchsuite"),
+    ({"forecast": {"k": 1}}, "forecast.k: Input should be greater than or equal to 2 (forecast stage of default"),
+    ({"forecast": {"limit": 0}}, "forecast.limit: Input should be greater than or equal to 1"),
+    ({"forecast": {"max_new_tokens": 0}}, "forecast.max_new_tokens: Input should be greater than or equal to 1"),
+    ({"forecast": {"judge": "nosuch"}}, "forecast.judge"),
+    ({"certificate": {"limit": 0}}, "certificate.limit: Input should be greater than or equal to 1 (certify stage"),
+    ({"certificate": {"max_new_tokens": -1}}, "certificate.max_new_tokens: Input should be greater than or equal"),
 ])
 def test_a_bad_eval_setting_fails_when_the_spec_loads(bad: dict[str, Any], needle: str) -> None:
     with pytest.raises(UserError) as exc:
@@ -170,3 +179,60 @@ def test_the_study_eval_stage_passes_a_validated_eval_config(tmp_path: Path, mon
         assert cfg.batch_size == EvalConfig.model_fields["batch_size"].default
         assert cfg == spec.eval_config(cfg.model)
         assert [len(v) for v in records.values()] == [5]  # held-out generated items, given directly
+
+
+def test_stage_settings_are_checked_only_for_stages_the_study_plans() -> None:
+    assert parse_spec({"forecast": {"enabled": False, "k": 0}, "certificate": {"enabled": False, "limit": 0}},
+                      "test").forecast.k == 0
+    # sft alone: no positive beta, no forecast stage; a certify stage per run still checks its settings
+    parse_spec({"methods": ["sft"], "forecast": {"k": 0}}, "test")
+    with pytest.raises(UserError, match="certificate.limit"):
+        parse_spec({"methods": ["sft"], "certificate": {"limit": 0}}, "test")
+
+
+def test_the_study_forecast_and_certify_stages_pass_validated_configs(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    forecasts: list[tuple[ForecastConfig, Path]] = []
+    certificates: list[tuple[CertifyConfig, Path]] = []
+
+    def fake_forecast(cfg: ForecastConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+        forecasts.append((cfg, out))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "forecast.json").write_text("{}")
+        return {}
+
+    def fake_certify(cfg: CertifyConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+        certificates.append((cfg, out))
+        return {}
+
+    monkeypatch.setattr(forecast_module, "run_forecast_config", fake_forecast)
+    monkeypatch.setattr(certify_module, "run_certify_config", fake_certify)
+    spec = parse_spec({"methods": ["sft", "rlvr:grpo"], "betas": [0.1, 0.2], "seeds": [3], "judge": "learned",
+                       "data_dir": str(tmp_path / "data"), "forecast": {"k": 3, "limit": 5},
+                       "certificate": {"limit": 4, "max_new_tokens": 9},
+                       "method_overrides": {"rlvr": {"task": {"level": 2}}}}, "test")
+
+    def done(stage: Any) -> dict[str, Any]:
+        return {"reference": "/guarded", "model": f"/models/{stage.id}"}
+
+    executors = {kind: done for kind in ("guard", "train", "eval", "report")}
+    StudyRunner(spec, tmp_path / "st", progress=False, executors=executors).run()
+
+    assert sorted(cfg.beta for cfg, _ in forecasts) == [0.1, 0.2]
+    for cfg, out in forecasts:
+        assert type(cfg) is ForecastConfig and ForecastConfig.model_validate(cfg.model_dump()) == cfg
+        assert cfg == spec.forecast_config("default", "arithmetic", cfg.beta, model="/guarded")
+        assert out == tmp_path / "st" / "forecast" / "default_arithmetic"
+        assert (cfg.model, cfg.k, cfg.limit, cfg.seed, cfg.judge) == ("/guarded", 3, 5, 3, "learned")
+        assert cfg.data_dir == tmp_path / "data"
+        assert cfg.task_config is not None and cfg.task_config.level == 2  # the rlvr run's own task
+        assert cfg.max_new_tokens == ForecastSettings.model_fields["max_new_tokens"].default  # the study's
+        assert cfg.batch_size == ForecastConfig.model_fields["batch_size"].default  # the command's
+    assert len(certificates) == 3  # one per run: sft and rlvr at two betas
+    for cfg, out in certificates:
+        assert type(cfg) is CertifyConfig and CertifyConfig.model_validate(cfg.model_dump()) == cfg
+        assert cfg.policy == f"/models/train:{out.name}" and cfg.reference == "/guarded"
+        assert (cfg.suite, cfg.limit, cfg.max_new_tokens, cfg.judge, cfg.measure) == ("safety5", 4, 9, "learned",
+                                                                                      True)
+        assert cfg.k == CertifyConfig.model_fields["k"].default
+        assert out.parent == tmp_path / "st" / "certificates"

@@ -22,8 +22,7 @@ from rlvr_safety.data.tasks import (
 )
 from rlvr_safety.evaluation.forecast import forecast_records
 from rlvr_safety.rewards.registry import TASK_REWARDS
-from rlvr_safety.study.runner import forecast_run
-from rlvr_safety.study.spec import parse_spec
+from rlvr_safety.study.spec import forecast_run, parse_spec
 from rlvr_safety.training.task_data import task_items
 
 
@@ -40,8 +39,10 @@ def test_the_forecast_samples_the_training_prompts_byte_for_byte(data_dir, domai
                        "data_dir": str(data_dir)}, "test")
     run = forecast_run(spec, "default", domain, 0.05)
     cfg = spec.run_config(run)
-    sampled = forecast_records(cfg.task.name, limit=spec.forecast.limit, seed=run.seed, data_dir=data_dir,
-                               task_config=cfg.task)
+    fc = spec.forecast_config("default", domain, 0.05)  # what the study's forecast stage runs
+    assert (fc.task_config, fc.seed, fc.limit) == (cfg.task, run.seed, 5)
+    sampled = forecast_records(fc.task, limit=fc.limit, seed=fc.seed, data_dir=fc.data_dir,
+                               instruction=fc.instruction, task_config=fc.task_config)
     forecast_prompts = [p for pairs in sampled.values() for _, p in pairs]
     trained = [it.prompt for it in task_items(cfg.task, seed=run.seed, data_dir=str(data_dir))]
     assert len(forecast_prompts) == 5

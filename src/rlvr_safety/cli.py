@@ -244,14 +244,14 @@ def forecast_cmd(
     """Before training: forecast the safety drift of the KL-regularised optimum from reference samples."""
     import json
 
-    from .evaluation.forecast import run_forecast
+    from .evaluation.forecast import run_forecast_config
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
     cfg = _from_flags(ForecastConfig, model=model, task=task, beta=beta, k=k, limit=limit, judge=judge,
                       reward=reward, max_new_tokens=max_new_tokens, seed=seed, data_dir=resolve_data_dir(data_dir))
     writable_dir(out)
-    result = run_forecast(out=out, **cfg.model_dump())
+    result = run_forecast_config(cfg, out)
     console.print_json(json.dumps({key: result.get(key) for key in ("summary", "top_dual_use", "notes")},
                                   default=str))
     console.print(f"wrote {out / 'forecast.json'}")
@@ -274,7 +274,7 @@ def certify_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Certified floor S(policy) >= S_ref - bound from log-probs (no judge call on the policy)."""
-    from .evaluation.certify import run_certify
+    from .evaluation.certify import run_certify_config
     from .paths import data_dir as resolve_data_dir
     from .paths import writable_dir
 
@@ -282,7 +282,7 @@ def certify_cmd(
                       measure=measure, k=k, max_new_tokens=max_new_tokens, seed=seed,
                       data_dir=resolve_data_dir(data_dir))
     writable_dir(out)
-    result = run_certify(out=out, **cfg.model_dump())
+    result = run_certify_config(cfg, out)
     console.print(certificate_table(result))
     for v in result.get("violations", []):
         err_console.print(Text.assemble(("BOUND VIOLATED", "bold red"), f": {v['message']}"), highlight=False)

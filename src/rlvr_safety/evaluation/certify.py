@@ -45,6 +45,7 @@ __all__ = [
     "eos_and_pad",
     "judged_safety",
     "run_certify",
+    "run_certify_config",
     "sample_with_tokens",
 ]
 
@@ -324,17 +325,23 @@ def _same_tokenizer(a: Any, b: Any) -> bool:
 
 
 def run_certify(policy: str, reference: str, out: Path, progress: bool = True, **options: Any) -> dict[str, Any]:
+    """run_certify_config on the CertifyConfig these values build (`options`: its other fields), validated before
+    anything loads."""
+    return run_certify_config(certify_config(policy=policy, reference=reference, **options), out, progress)
+
+
+def run_certify_config(cfg: CertifyConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Certified floors S(policy) >= S_ref - bound per benchmark and overall; writes out/certificate.json.
 
-    `options` are CertifyConfig's other fields (validated there). With `measure`, the policy is judged too and
-    every bound is checked against the measured drift; violations are listed under the top-level "violations" key
-    (empty list when none).
+    `cfg` is a validated CertifyConfig (the CLI and the study build it). With `measure`, the policy is judged too
+    and every bound is checked against the measured drift; violations are listed under the top-level "violations"
+    key (empty list when none).
     """
     from ..atomic import write_json_atomic
     from ..judges.registry import build_judge
     from ..models import model_fingerprint
 
-    cfg = certify_config(policy=policy, reference=reference, **options)
+    policy, reference = cfg.policy, cfg.reference
     suite, limit, judge, judge_options, measure = cfg.suite, cfg.limit, cfg.judge, cfg.judge_options, cfg.measure
     data_dir, k, seed, max_new_tokens, batch_size = cfg.data_dir, cfg.k, cfg.seed, cfg.max_new_tokens, cfg.batch_size
     logprob_batch_size, n_resamples, alpha = cfg.logprob_batch_size, cfg.n_resamples, cfg.alpha

@@ -104,8 +104,10 @@ class ForecastConfig(StrictConfig):
     model: str = Field(description="the reference model spec")
     task: str = Field(description="benchmarks / suites, comma-separated (with task_config: its name)")
     beta: float = Field(gt=0.0, description="KL coefficient of the planned run (the optimum tilts by exp(g/beta))")
-    k: int = Field(default=8, ge=1, description="samples per prompt")
-    limit: int | None = Field(default=32, ge=0, description="prompts per benchmark (arithmetic: generated)")
+    k: int = Field(default=8, ge=2, description="samples per prompt; at least 2 (a per-prompt covariance needs "
+                   "two: with one, every prompt's forecast drift is 0 by construction)")
+    limit: int | None = Field(default=32, ge=1, description="prompts per benchmark (arithmetic: generated); None: "
+                              "all")
     judge: JudgeName = DEFAULT_JUDGE
     judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
                                           "judge_model)")
@@ -139,7 +141,8 @@ class CertifyConfig(StrictConfig):
     policy: str = Field(description="the fine-tuned model spec")
     reference: str = Field(description="the reference model spec (before fine-tuning)")
     suite: str = Field(default="safety5", description="safety probe suite or benchmark(s)")
-    limit: int | None = Field(default=50, ge=0, description="probe prompts per benchmark")
+    limit: int | None = Field(default=50, ge=1, description="probe prompts per benchmark (0 would leave the "
+                              "certificate no probe); None: all")
     judge: JudgeName = DEFAULT_JUDGE
     judge_options: dict[str, Any] = Field(default_factory=dict, description="build_judge options (judge_endpoint, "
                                           "judge_model)")

@@ -40,7 +40,8 @@ from ..theory import bootstrap_ci, forecast
 from .configs import ForecastConfig, forecast_config
 from .sampling import ensure_generations, ensure_grades, ensure_judgments
 
-__all__ = ["ForecastConfig", "forecast_config", "forecast_records", "prompt_drift_ci", "run_forecast", "training_prompt"]
+__all__ = ["ForecastConfig", "forecast_config", "forecast_records", "prompt_drift_ci", "run_forecast",
+           "run_forecast_config", "training_prompt"]
 
 PREVIEW_CHARS = 200
 
@@ -94,10 +95,16 @@ def _judge_factory(name: str, options: dict[str, Any] | None) -> Judge:
 
 def run_forecast(model: str, task: str, beta: float, out: Path, progress: bool = True,
                  **options: Any) -> dict[str, Any]:
-    """Forecast the RLVR optimum's safety on `task` (benchmarks/suites, comma-separated) at `beta`.
+    """run_forecast_config on the ForecastConfig these values build (`options`: its other fields), validated before
+    anything loads."""
+    return run_forecast_config(forecast_config(model=model, task=task, beta=beta, **options), out, progress)
 
-    `options` are ForecastConfig's other fields (validated there). With `task_config` (an RL run's task: the study
-    passes it) the prompts, golds and reward are the training run's own (forecast_records), and `task`,
+
+def run_forecast_config(cfg: ForecastConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Forecast the RLVR optimum's safety on `cfg.task` (benchmarks/suites, comma-separated) at `cfg.beta`.
+
+    `cfg` is a validated ForecastConfig (the CLI and the study build it). With `task_config` (an RL run's task: the
+    study passes it) the prompts, golds and reward are the training run's own (forecast_records), and `task`,
     `instruction` and `reward` are taken from it.
 
     Samples K responses per prompt from `model` (the reference), grades g, judges s (see module docstring),
@@ -107,7 +114,7 @@ def run_forecast(model: str, task: str, beta: float, out: Path, progress: bool =
     from ..atomic import write_json_atomic
     from ..models import model_fingerprint
 
-    cfg = forecast_config(model=model, task=task, beta=beta, **options)
+    model, task, beta = cfg.model, cfg.task, cfg.beta
     k, limit, judge, data_dir, seed = cfg.k, cfg.limit, cfg.judge, cfg.data_dir, cfg.seed
     max_new_tokens, temperature, reward = cfg.max_new_tokens, cfg.temperature, cfg.reward
     instruction, judge_all, batch_size, top_k = cfg.instruction, cfg.judge_all, cfg.batch_size, cfg.top_k

@@ -28,12 +28,9 @@ def plan(spec: StudySpec) -> list[Stage]:
     stages: list[Stage] = []
     for base in spec.base_models:
         stages.append(Stage(f"guard:{slug(base)}", "guard", (), {"base": base}))
-    if spec.forecast.enabled:
-        for base in spec.base_models:
-            for domain in spec.domains:
-                for beta in sorted({r.beta for r in runs if r.base == base and r.beta is not None and r.beta > 0}):
-                    stages.append(Stage(f"forecast:{slug(base)}:{domain}:b{beta:g}", "forecast",
-                                        (f"guard:{slug(base)}",), {"base": base, "domain": domain, "beta": beta}))
+    for base, domain, beta in spec.forecast_points():
+        stages.append(Stage(f"forecast:{slug(base)}:{domain}:b{beta:g}", "forecast", (f"guard:{slug(base)}",),
+                            {"base": base, "domain": domain, "beta": beta}))
     for run in runs:
         stages.append(Stage(f"train:{run.id}", "train", (f"guard:{slug(run.base)}",), {"run": run}))
     for base in spec.base_models:

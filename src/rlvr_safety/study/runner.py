@@ -20,7 +20,6 @@ from ..errors import UserError
 from ..models import release_memory
 from ..progress import reporting
 from ..store import Store
-from ..training.config import RLConfig
 from .grid import RunSpec, Stage, check_order, expand_runs, plan, reference_id, slug
 from .spec import StudySpec
 
@@ -297,48 +296,41 @@ class StudyRunner:
         return kept[:n]
 
     def _forecast(self, stage: Stage) -> dict[str, Any]:
-        from ..evaluation.forecast import run_forecast
+        from ..evaluation.forecast import run_forecast_config
 
         p = stage.params
-        f = self.spec.forecast
         # one folder (one store) per base model and domain: the reference samples do not depend on beta, so the
         # forecasts at every beta reweight the same samples; each beta's result is kept as forecast_b<beta>.json
         out = self.out / "forecast" / f"{slug(p['base'])}_{p['domain']}"
-        run = forecast_run(self.spec, p["base"], p["domain"], p["beta"])
-        cfg = self.spec.run_config(run)
-        assert isinstance(cfg, RLConfig)
-        task = cfg.task  # the run's own task: the forecast samples its training prompts
-        result = run_forecast(model=self.reference(p["base"]), task=task.name, beta=p["beta"], seed=run.seed,
-                              k=f.k, limit=f.limit, judge=f.judge or self.spec.judge, out=out,
-                              data_dir=_path(self.spec.data_dir), max_new_tokens=f.max_new_tokens,
-                              task_config=task)
+        # the run's own task and seed: the forecast samples its training prompts
+        cfg = self.spec.forecast_config(p["base"], p["domain"], p["beta"], model=self.reference(p["base"]))
+        result = run_forecast_config(cfg, out)
         kept = out / f"forecast_b{p['beta']:g}.json"
         write_json_atomic(kept, json.loads((out / "forecast.json").read_text()))
         return {"forecast": str(kept), "mean_drift": (result.get("summary") or {}).get("mean_drift")}
 
     def _certify(self, stage: Stage) -> dict[str, Any]:
-        from ..evaluation.certify import certify_from_eval, run_certify
+        from ..evaluation.certify import certify_from_eval, run_certify_config
 
         run: RunSpec = stage.params["run"]
-        c = self.spec.certificate
+        policy = self.artifacts(f"train:{run.id}")["model"]
+        cfg = self.spec.certify_config(run, policy=policy, reference=self.reference(run.base))
         out = self.out / "certificates" / run.id
-        if c.source == "eval":
+        if self.spec.certificate.source == "eval":
             from ..data import load_benchmark
 
             safety, _, limits = self.spec.eval_plan()
             items = {n: [r.id for r in load_benchmark(n, data_dir=_path(self.spec.data_dir), limit=limits[n])
                          if r.label == "harmful"] for n in safety}
             ref_id = reference_id(run.base)
-            policy = self.artifacts(f"train:{run.id}")["model"]
             ev = self.spec.eval_config(policy)  # the eval's sampling and judge: the certificate scores its samples
-            certify_from_eval(policy=policy, reference=self.reference(run.base),
+            certify_from_eval(policy=cfg.policy, reference=cfg.reference,
                               policy_eval=self.out / "evals" / run.id, reference_eval=self.out / "evals" / ref_id,
                               items={n: ids for n, ids in items.items() if ids}, params=ev.safety_params(),
-                              out=out, judge=ev.judge, measure=c.measure)
+                              out=out, judge=ev.judge, measure=cfg.measure, n_resamples=cfg.n_resamples,
+                              alpha=cfg.alpha)
             return {"certificate": str(out / "certificate.json"), "source": "eval"}
-        run_certify(policy=self.artifacts(f"train:{run.id}")["model"], reference=self.reference(run.base),
-                    suite="safety5", limit=c.limit, judge=c.judge or self.spec.judge, measure=c.measure, out=out,
-                    data_dir=_path(self.spec.data_dir), max_new_tokens=c.max_new_tokens)
+        run_certify_config(cfg, out)
         return {"certificate": str(out / "certificate.json")}
 
     def _report(self, stage: Stage) -> dict[str, Any]:
@@ -370,13 +362,6 @@ def stage_summary(spec: StudySpec, stage: Stage) -> str:
     if stage.kind == "certify":
         return "certificate from the eval's samples" if spec.certificate.source == "eval" else "certificate"
     return "summary and report"
-
-
-def forecast_run(spec: StudySpec, base: str, domain: str, beta: float) -> RunSpec:
-    """The RL run whose training prompts a forecast stage samples: the first rlvr run (else rlhf) of the grid with
-    that base model, domain and beta."""
-    runs = [r for r in expand_runs(spec) if (r.base, r.domain, r.beta) == (base, domain, beta)]
-    return next((r for r in runs if r.method == "rlvr"), runs[0])
 
 
 def _cpu_seconds() -> float:

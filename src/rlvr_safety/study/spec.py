@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..config import StrictConfig, deep_merge, error_location, error_message, one_line, read_yaml_mapping
 from ..data.tasks import DOMAINS
 from ..errors import UserError
-from ..evaluation.configs import EvalConfig
+from ..evaluation.configs import CertifyConfig, EvalConfig, ForecastConfig
 from ..judges.registry import DEFAULT_JUDGE, JudgeName
 from ..paths import data_dir as resolve_data_dir
 from ..training.config import ALGORITHMS, CommonConfig, GuardConfig, RLConfig, validate_config
@@ -35,6 +35,7 @@ RL_ALGORITHMS = ALGORITHMS
 METHOD_RE = re.compile(r"^(sft|(rlhf|rlvr):([a-z_]+))$")
 
 _Strict = StrictConfig
+StageConfigT = TypeVar("StageConfigT", EvalConfig, ForecastConfig, CertifyConfig)
 _EVAL = EvalConfig.model_fields  # the eval command's defaults, read where the study does not differ
 
 
@@ -91,16 +92,16 @@ class EvalSettings(_Strict):
 
 
 class ForecastSettings(_Strict):
-    """The forecast stage (one per base model, domain and beta); its defaults are smaller than the forecast
-    command's (ForecastConfig), as each field says, to keep a study's stages cheap."""
+    """The forecast stage (one per base model, domain and beta). When the spec loads, every forecast stage's
+    settings are built into a validated ForecastConfig (StudySpec.forecast_config), so the range checks are
+    ForecastConfig's (evaluation/configs.py); the study's defaults are smaller than the forecast command's, as each
+    field says, to keep a study's stages cheap."""
 
     enabled: bool = True
-    k: int = Field(default=4, ge=2, description="samples per prompt; fewer than the forecast command's default, "
-                   "and at least 2 (a per-prompt covariance needs two)")
-    limit: int = Field(default=16, ge=1, description="prompts per benchmark; fewer than the forecast command's "
-                       "default")
-    max_new_tokens: int = Field(default=48, ge=1, description="tokens per sample; shorter than the forecast "
-                                "command's default")
+    k: int = Field(default=4, description="samples per prompt; fewer than the forecast command's default")
+    limit: int = Field(default=16, description="prompts per benchmark; fewer than the forecast command's default")
+    max_new_tokens: int = Field(default=48, description="tokens per sample; shorter than the forecast command's "
+                                "default")
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
 
@@ -108,15 +109,17 @@ class CertificateSettings(_Strict):
     """`source: sample` draws the certificate's own samples (`limit` harmful prompts per safety5 benchmark, `k`=1,
     `max_new_tokens`); `source: eval` certifies the eval's own sampled answers to its harmful prompts (needs
     `eval.temperature: 1`): one draw per prompt serves the safety numbers, the measured drift and the certificate,
-    and only two log-prob passes are added."""
+    and only two log-prob passes are added. When the spec loads, every certify stage's settings are built into a
+    validated CertifyConfig (StudySpec.certify_config), so the range checks are CertifyConfig's
+    (evaluation/configs.py); the study's defaults differ from the certify command's where a field says so."""
 
     enabled: bool = True
     source: Literal["sample", "eval"] = "sample"
-    limit: int = Field(default=8, ge=1, description="probe prompts per safety benchmark; fewer than the certify "
+    limit: int = Field(default=8, description="probe prompts per safety benchmark; fewer than the certify "
                        "command's default (source: sample)")
     measure: bool = Field(default=True, description="also judge the policy (measured drift vs each bound); unlike "
                           "the certify command's default, a study always reports it")
-    max_new_tokens: int = Field(default=48, ge=1, description="tokens per sample (source: sample); shorter than the "
+    max_new_tokens: int = Field(default=48, description="tokens per sample (source: sample); shorter than the "
                                 "certify command's default")
     judge: JudgeName | None = Field(default=None, description="None: the study's judge")
 
@@ -294,26 +297,66 @@ class StudySpec(_Strict):
             "temperature": e.temperature, "seed": e.seed,
             # sampled answers keep their token ids: the certificate can score them (certificate.source: eval)
             "record_tokens": e.temperature == 1.0}
-        try:
-            return EvalConfig(**values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            head = str(err["loc"][0]) if err["loc"] else ""
-            spec_keys = {"model": "base_models", "benchmarks": "eval.suites", "data_dir": "data_dir",
-                         "record_tokens": "eval.temperature", "judge": "eval.judge" if e.judge else "judge"}
-            key = spec_keys.get(head, f"eval.{error_location(err)}")
-            more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-            raise UserError(f"{key}: {error_message(err)} (eval stage){more}") from None
+        spec_keys = {"model": "base_models", "benchmarks": "eval.suites", "data_dir": "data_dir",
+                     "record_tokens": "eval.temperature", "judge": "eval.judge" if e.judge else "judge"}
+        return _stage_config(EvalConfig, values, "eval", spec_keys, "eval stage")
+
+    def forecast_points(self) -> list[tuple[str, str, float]]:
+        """(base model, domain, beta) of every forecast stage: each positive beta of the RL runs of that base."""
+        if not self.forecast.enabled:
+            return []
+        runs = self.runs()
+        return [(base, domain, beta) for base in self.base_models for domain in self.domains
+                for beta in sorted({r.beta for r in runs if r.base == base and r.beta is not None and r.beta > 0})]
+
+    def forecast_config(self, base: str, domain: str, beta: float, model: str | None = None) -> ForecastConfig:
+        """The validated ForecastConfig of the forecast stage of (`base`, `domain`, `beta`): the spec's `forecast`
+        settings over the forecast command's defaults, sampling the training prompts of the run forecast_run
+        names (its task and seed); `model` is the reference (the guard stage's output, known only at run time;
+        until then the base model stands in). Raises UserError naming the spec key."""
+        f = self.forecast
+        run = forecast_run(self, base, domain, beta)
+        recipe = self.run_config(run)
+        assert isinstance(recipe, RLConfig)
+        values: dict[str, Any] = {
+            "model": model or base, "task": recipe.task.name, "beta": beta, "seed": run.seed, "k": f.k,
+            "limit": f.limit, "judge": f.judge or self.judge, "data_dir": resolve_data_dir(self.data_dir),
+            "max_new_tokens": f.max_new_tokens, "task_config": recipe.task}
+        spec_keys = {"model": "base_models", "task": "domains", "task_config": "domains", "beta": "betas",
+                     "seed": "seeds", "data_dir": "data_dir", "judge": "forecast.judge" if f.judge else "judge"}
+        return _stage_config(ForecastConfig, values, "forecast", spec_keys,
+                             f"forecast stage of {base}, {domain}, beta {beta:g}")
+
+    def certify_config(self, run: RunSpec, policy: str | None = None, reference: str | None = None) -> CertifyConfig:
+        """The validated CertifyConfig of `run`'s certify stage: the spec's `certificate` settings over the certify
+        command's defaults; `policy` (the run's trained model) and `reference` (the guard stage's output) are known
+        only at run time, until then the base model stands in for both. With `source: eval` the stage certifies
+        the eval's samples and takes the judge and sampling from the eval stage (eval_config); this config then
+        gives `measure` and the bootstrap settings. Raises UserError naming the spec key."""
+        c = self.certificate
+        values: dict[str, Any] = {
+            "policy": policy or run.base, "reference": reference or run.base, "suite": "safety5", "limit": c.limit,
+            "judge": c.judge or self.judge, "measure": c.measure, "data_dir": resolve_data_dir(self.data_dir),
+            "max_new_tokens": c.max_new_tokens}
+        spec_keys = {"policy": "base_models", "reference": "base_models", "data_dir": "data_dir",
+                     "judge": "certificate.judge" if c.judge else "judge"}
+        return _stage_config(CertifyConfig, values, "certificate", spec_keys, f"certify stage of run {run.id}")
 
     def check_configs(self) -> None:
-        """Build every recipe config of the grid once (the guard's too, unless it is off) and the eval stage's
-        config: UserError on the first problem, naming its key."""
+        """Build every recipe config of the grid once (the guard's too, unless it is off) and the configs of the
+        eval, forecast and certify stages: UserError on the first problem, naming its key."""
         for base in self.base_models:
             if self.guard.mode != "off":
                 self.guard_config(base)
-        for run in self.runs():
+        runs = self.runs()
+        for run in runs:
             self.run_config(run)
         self.eval_config(self.base_models[0])
+        for point in self.forecast_points():
+            self.forecast_config(*point)
+        if self.certificate.enabled:
+            for run in runs:
+                self.certify_config(run)
 
     def stage_judges(self, stage_kind: str, run: RunSpec | None = None, base: str | None = None) -> dict[str, str]:
         """Which judge a stage uses, by role (e.g. {"probe": "keyword", "certificate": "keyword"} for a train)."""
@@ -332,6 +375,27 @@ class StudySpec(_Strict):
                 judges["certificate"] = cfg.certificate_judge
             return judges
         return {}
+
+
+def forecast_run(spec: StudySpec, base: str, domain: str, beta: float) -> RunSpec:
+    """The RL run whose training prompts a forecast stage samples: the first rlvr run (else rlhf) of the grid with
+    that base model, domain and beta."""
+    runs = [r for r in expand_runs(spec) if (r.base, r.domain, r.beta) == (base, domain, beta)]
+    return next((r for r in runs if r.method == "rlvr"), runs[0])
+
+
+def _stage_config(cls: type[StageConfigT], values: dict[str, Any], section: str, spec_keys: dict[str, str],
+                  what: str) -> StageConfigT:
+    """`cls(**values)`, a command config a stage runs; a bad value is one UserError line naming the spec key (a
+    field in `spec_keys` comes from there, any other from the spec's `section`)."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        head = str(err["loc"][0]) if err["loc"] else ""
+        key = spec_keys.get(head, f"{section}.{error_location(err)}")
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise UserError(f"{key}: {error_message(err)} ({what}){more}") from None
 
 
 def expand_runs(spec: StudySpec) -> list[RunSpec]:
