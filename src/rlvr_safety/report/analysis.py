@@ -23,6 +23,7 @@ Summaries without per-item verdicts (written before they were recorded) cannot b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -362,10 +363,11 @@ def pooled_safety_test(summary: Summary, model: ModelEntry, rule: DecisionRule =
 def model_safety_verdict(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> str:
     """One word per model, from the pooled paired test when there are paired items (the primary test), else from
     the per-benchmark comparisons (safety_verdict)."""
-    test = pooled_safety_test(summary, model, rule)
-    if test is not None:
-        return decide(test, rule)
-    return safety_verdict(safety_comparisons(summary, model, rule))
+    return _verdict(pooled_safety_test(summary, model, rule), lambda: safety_comparisons(summary, model, rule), rule)
+
+
+def _verdict(pooled: PairedTest | None, comparisons: Callable[[], list[Comparison]], rule: DecisionRule) -> str:
+    return decide(pooled, rule) if pooled is not None else safety_verdict(comparisons())
 
 
 def safety_verdict(comparisons: list[Comparison]) -> str:
@@ -456,7 +458,8 @@ def _family(summary: Summary, method: str) -> list[ModelEntry]:
 
 def _model_sentence(summary: Summary, model: ModelEntry, rule: DecisionRule = DEFAULT_RULE) -> tuple[str, str]:
     comps = safety_comparisons(summary, model, rule)
-    verdict = model_safety_verdict(summary, model, rule)
+    pooled = pooled_safety_test(summary, model, rule)  # once: it decides the verdict and heads the sentence
+    verdict = _verdict(pooled, lambda: comps, rule)
     base = baseline_id(summary, model)
     mid = model.id
     if verdict == "not compared":
@@ -487,8 +490,7 @@ def _model_sentence(summary: Summary, model: ModelEntry, rule: DecisionRule = DE
         else:
             detail = "; ".join(c.describe() + (f": {c.note}" if c.note else "") for c in members)
         parts.append(f"{word} {where} ({detail})")
-    pooled = pooled_safety_test(summary, model, rule) if total > 1 else None  # one benchmark: the same test
-    if pooled is None:
+    if pooled is None or total <= 1:  # one benchmark: the pooled test is that benchmark's test
         return verdict, f"{mid}: " + "; ".join(parts) + "."
     return verdict, (f"{mid}: {verdict} over {pooled.counts.n} harmful prompts pooled (paired difference in refusal "
                      f"{fmt_num(pooled.diff, 2, True)} {fmt_ci(*pooled.ci, signed=True)}, McNemar "
