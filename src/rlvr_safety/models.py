@@ -39,15 +39,17 @@ class LoadedModel:
 
 
 CPU_DTYPE_ENV = "RLVR_SAFETY_CPU_DTYPE"  # auto (default) | bf16 | fp32: what dtype=None means on a CPU
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_BF16_FLAGS = ("amx_bf16",)  # AVX512-BF16 alone is slower than fp32 here (docs/demo-results.md)
 _cpu_bf16: bool | None = None
 
 
 def cpu_bf16_native(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16), read once from /proc/cpuinfo.
+    """Whether bf16 is the faster CPU dtype: the CPU has AMX-BF16 tiles, read once from /proc/cpuinfo.
 
-    Without those instructions torch emulates bf16 matmuls, which is slower than fp32, so "auto" keeps fp32 there
-    (and on any system without /proc/cpuinfo, e.g. macOS).
+    AVX512-BF16 alone is not enough: on a 2-core Xeon with AVX512-BF16 and no AMX, oneDNN's bf16 matmul ran at
+    ~160 GFLOP/s against MKL's fp32 ~245, and the default model's forward was 1.5x and its training step 1.6x
+    slower in bf16 (docs/demo-results.md, `benchmarks/train_step_dtype.py`). Without bf16 instructions at all torch
+    emulates bf16. So "auto" keeps fp32 everywhere but on AMX (and on any system without /proc/cpuinfo, e.g. macOS).
     """
     global _cpu_bf16
     if cpuinfo is not None:
@@ -86,8 +88,8 @@ def cpu_dtype_name() -> str:
 
 
 def pick_device_and_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, Any]:
-    """bf16 on CUDA (halves memory, native on H100/H200); on CPU bf16 where it is native (AVX512-BF16 / AMX: about
-    3x the generation throughput of fp32), else fp32 (cpu_dtype_name; RLVR_SAFETY_CPU_DTYPE=fp32 forces fp32)."""
+    """bf16 on CUDA (halves memory, native on H100/H200); on CPU bf16 only with AMX (cpu_bf16_native: without
+    it bf16 is slower than fp32 even with AVX512-BF16), else fp32 (cpu_dtype_name; RLVR_SAFETY_CPU_DTYPE=fp32 forces fp32)."""
     import torch
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
