@@ -77,6 +77,8 @@ def test_where_the_kl_goes(tiny_model_dir: Path, tmp_path: Path, kl_mode: str) -
     with torch.no_grad():
         kl_only_loss = float(compute(trainer.model, zero_adv))
     if kl_mode == "reward":
+        # the policy log-probs were recorded while sampling (fp32, no autocast), and equal a fresh forward pass
+        assert trainer.sampling_logps_from == "generation"
         assert torch.allclose(last["kl_k1"], k1, atol=1e-4)
         assert torch.allclose(last["shaped"], last["rewards"] - beta * k1, atol=1e-4)
         centred = last["shaped"].view(-1, 2) - last["shaped"].view(-1, 2).mean(1, keepdim=True)
@@ -101,6 +103,39 @@ def test_where_the_kl_goes(tiny_model_dir: Path, tmp_path: Path, kl_mode: str) -
     per_seq = sequence_estimators(trainer._captured_logps, masked["ref_per_token_logps"], masked["completion_mask"])
     assert logged == pytest.approx(per_seq["k1"][1:].mean().item(), rel=1e-5, abs=1e-7)
     assert logged != pytest.approx(per_seq["k1"].mean().item(), rel=1e-3, abs=1e-6)
+
+
+def test_sampling_logps_are_recorded_only_where_exact(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Recording log-probs while sampling replaces the extra policy forward only in fp32 without autocast; under
+    bf16 autocast the cached decoding forward rounds differently from the full one, so the forward pass stays."""
+    base = _rl(tiny_model_dir, "kl_mode=reward", "beta=0.1", "lora.enabled=false")
+    assert build_trainer(load_config("rlvr", None, base), tmp_path / "fp32").record_sampling_logps
+    assert not build_trainer(load_config("rlvr", None, [*base, "dtype=bf16"]), tmp_path / "bf16").record_sampling_logps
+    assert not build_trainer(load_config("rlvr", None, [*_rl(tiny_model_dir, "kl_mode=loss")]),
+                             tmp_path / "loss").record_sampling_logps
+
+
+def test_recorded_logps_equal_a_forward_pass_under_lora(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Under a LoRA adapter (generate goes through PeftModel) the recorded sampling log-probs give the same KL in
+    the reward as a no-grad forward pass over the rollouts (learning rate 1e-12: the policy stays the sampler)."""
+    cfg = load_config("rlvr", None, _rl(tiny_model_dir, "kl_mode=reward", "beta=0.5", "max_steps=1",
+                                        "learning_rate=1e-12"))
+    trainer = build_trainer(cfg, tmp_path)
+    outs: list[dict[str, Any]] = []
+    generate_and_score = trainer._generate_and_score_completions
+
+    def spy(inputs: Any) -> dict[str, Any]:
+        outs.append(generate_and_score(inputs))
+        return outs[-1]
+
+    trainer._generate_and_score_completions = spy  # type: ignore[method-assign]
+    trainer.train()
+    assert trainer.sampling_logps_from == "generation"
+    out = outs[0]
+    mask = out["completion_mask"]
+    forward = trainer._logps(out, reference=False)
+    k1 = ((forward - out["ref_per_token_logps"]) * mask).sum(-1)
+    assert torch.allclose(trainer.last_batch["kl_k1"], k1, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

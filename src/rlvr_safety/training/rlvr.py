@@ -26,8 +26,10 @@ when training starts from a LoRA adapter folder).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from accelerate.utils import is_peft_model
 from trl import GRPOConfig, GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.models.utils import disable_gradient_checkpointing
+from transformers import LogitsProcessor, LogitsProcessorList
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
 from rlvr_safety.errors import UserError
@@ -72,6 +75,54 @@ class TrackedReward:
         return values
 
 
+class SampledLogprobs(LogitsProcessor):
+    """Records, while transformers samples, log softmax(logits / T)[token] of every token it draws: the policy's
+    per-token log-probs exactly as GRPOTrainer computes them, without a second forward pass over the rollouts.
+
+    A logits processor sees step t's logits before the token is drawn, so step t's log-softmax is held until step
+    t + 1 shows the drawn token (the last step's waits for `finish`). Custom processors run before transformers'
+    temperature and top-p warpers, on the raw logits, which is what TRL's log-probs are taken from.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = float(temperature)
+        self._pending: torch.Tensor | None = None
+        self._steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._pending is not None:
+            self._steps.append(self._pending.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, completion_ids: list[list[int]]) -> torch.Tensor | None:
+        """(rows, steps) log-probs of the drawn tokens, given TRL's completions (cut after EOS); None if no step
+        was seen (the generate call went somewhere this processor was not attached)."""
+        if self._pending is None:
+            return None
+        steps = len(self._steps) + 1
+        last = torch.tensor([c[steps - 1] if len(c) >= steps else 0 for c in completion_ids],
+                            device=self._pending.device).unsqueeze(-1)
+        logps = torch.stack([*self._steps, self._pending.gather(-1, last).squeeze(-1)], dim=1)
+        self._pending, self._steps = None, []
+        return logps
+
+
+@contextlib.contextmanager
+def _extra_logits_processor(model: Any, processor: LogitsProcessor) -> Iterator[None]:
+    """Within the block `model.generate` also runs `processor` (an instance attribute shadows the method)."""
+    original = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        del model.generate
+
+
 class MonitoredGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + the kl_mode objective, our advantages, an explicit reference, and sequence-level KL (k1/k2/k3)
     and success rate on every step's rollouts, at any beta.
@@ -79,8 +130,11 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     Pass `args` with beta = 0 (so TRL builds no reference of its own); `kl_beta` is the real coefficient. With
     kl_mode "loss" it becomes TRL's k3-in-loss coefficient after construction; with "reward" it enters the reward.
     `reference` is the frozen starting model for full fine-tuning; None with LoRA (adapter switched off).
-    Policy log-probs for the logged KL come from the loss pass (no extra forward), or TRL's `old_per_token_logps`;
-    with the KL in the reward one extra no-grad policy forward per generation batch gives the sampling log-probs.
+    Policy log-probs for the logged KL come from the loss pass (no extra forward), or TRL's `old_per_token_logps`.
+    With the KL in the reward the sampling log-probs are recorded while transformers samples (SampledLogprobs)
+    when that is exact: a float32 policy without autocast, sampled by transformers, single-turn. Elsewhere (bf16,
+    vLLM, tools) one extra no-grad policy forward per generation batch gives them: in bf16 the cached decoding
+    forward and the full forward round differently, by about the size of the KL being penalised.
     """
 
     def __init__(self, *args: Any, kl_mode: KLMode, kl_beta: float, reference: Any = None,
@@ -105,6 +159,8 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         # KL (reward mode) and advantages
         self.last_batch: dict[str, torch.Tensor] = {}
         self._captured_logps: torch.Tensor | None = None
+        self._sampling_logps: torch.Tensor | None = None
+        self.sampling_logps_from: str | None = None  # "generation" or "forward": how the last batch's were had
         self._rewards_per_func: torch.Tensor | None = None
         # TRL's own KL term (per-token k3 in the loss) is on only in loss mode
         self.beta = self.kl_beta if kl_mode == "loss" else 0.0
@@ -124,6 +180,16 @@ class MonitoredGRPOTrainer(GRPOTrainer):
             self.ref_model = reference
         elif not is_peft_model(self.accelerator.unwrap_model(self.model)):
             raise ValueError("full fine-tuning needs an explicit frozen reference (the model training starts from)")
+        self.record_sampling_logps = kl_mode == "reward" and self._sampling_is_exact()
+
+    def _sampling_is_exact(self) -> bool:
+        """Whether log-probs recorded during sampling equal the trainer's forward pass: float32 weights, no autocast,
+        transformers' generate (not vLLM), one turn (no tool calls), no ZeRO-3 / FSDP gathering."""
+        targs: Any = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        weights_fp32 = all(p.dtype == torch.float32 for p in model.parameters())
+        return (weights_fp32 and not (targs.bf16 or targs.fp16) and not self.use_vllm and not self.tools
+                and not self.is_deepspeed_enabled and not self.is_fsdp_enabled)
 
     # -- reference access for monitors ---------------------------------------------------------------------------
     def reference_handle(self) -> ReferenceHandle:
@@ -178,6 +244,11 @@ class MonitoredGRPOTrainer(GRPOTrainer):
                                           **{k: out[k].cpu() for k in ("prompt_ids", "prompt_mask", "completion_ids")}}
         if self.kl_mode == "reward":
             logps = out.get("old_per_token_logps")
+            self.sampling_logps_from = "forward"
+            recorded, self._sampling_logps = self._sampling_logps, None
+            if logps is None and recorded is not None and recorded.size(1) >= out["completion_ids"].size(1):
+                logps = recorded[:, :out["completion_ids"].size(1)].to(out["completion_ids"].device)
+                self.sampling_logps_from = "generation"
             if logps is None:
                 logps = self._logps(out, reference=False)
             k1 = ((logps.float() - out["ref_per_token_logps"].float()) * mask).sum(-1)
@@ -211,8 +282,14 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         sampling forwards run in bf16 like the loss pass, not in fp32 (a no-op in fp32 and on vLLM)."""
         if self.use_vllm:
             return super()._generate_single_turn(*args, **kwargs)
-        with self.accelerator.autocast():
-            return super()._generate_single_turn(*args, **kwargs)
+        if not self.record_sampling_logps:
+            with self.accelerator.autocast():
+                return super()._generate_single_turn(*args, **kwargs)
+        recorder = SampledLogprobs(self.temperature)
+        with self.accelerator.autocast(), _extra_logits_processor(self.accelerator.unwrap_model(self.model), recorder):
+            completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
+        self._sampling_logps = recorder.finish(completion_ids)
+        return completion_ids, logprobs
 
     def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
