@@ -42,7 +42,7 @@ def _eval(model: Path, out: Path, data_dir: Path) -> dict[str, Any]:
     cfg = EvalConfig(model=str(model), benchmarks=["harmbench", "xstest"], data_dir=data_dir,
                      limits={"harmbench": 3, "xstest": 4}, max_new_tokens=PARAMS.max_new_tokens,
                      temperature=PARAMS.temperature, seed=PARAMS.seed, batch_size=PARAMS.batch_size,
-                     record_tokens=True)
+                     batch_tokens=PARAMS.batch_tokens, record_tokens=True)
     assert cfg.safety_params() == PARAMS  # the certificate is given the params the eval sampled with
     return run_eval(cfg, out, progress=False)
 
@@ -59,6 +59,7 @@ def test_certificate_from_eval_samples_equals_certify_on_the_same_samples(
     def no_generation(*a: Any, **k: Any) -> Any:
         raise AssertionError("a certificate from eval samples must not generate")
 
+    drawing = certify_mod._Lazy.generator
     monkeypatch.setattr(certify_mod._Lazy, "generator", no_generation)
     res = certify_from_eval(str(perturbed), str(tiny_model_dir), tmp_path / "pol", tmp_path / "ref", harmful,
                             PARAMS, tmp_path / "cert", n_resamples=200)
@@ -75,7 +76,7 @@ def test_certificate_from_eval_samples_equals_certify_on_the_same_samples(
     assert res["per_benchmark"]["harmbench"]["measured"]["s_policy"] == pytest.approx(1 - pol_h["rate"])
 
     # harmbench alone: the eval's chunks are certify's chunks, so certify draws exactly these samples
-    monkeypatch.undo()
+    monkeypatch.setattr(certify_mod._Lazy, "generator", drawing)  # not undo(): that also drops the data folder
     direct = run_certify(str(perturbed), str(tiny_model_dir), tmp_path / "direct", suite="harmbench", limit=3,
                          k=1, seed=0, max_new_tokens=6, batch_size=16, n_resamples=200, measure=True,
                          progress=False)

@@ -8,7 +8,7 @@ import torch
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.generation.base import GenerationParams, get_generator
-from rlvr_safety.generation.hf import HFGenerator, encode_prompt
+from rlvr_safety.generation.hf import HFGenerator, encode_prompt, token_batches
 from rlvr_safety.generation.logprobs import completion_logprobs
 from rlvr_safety.models import resolve_model
 
@@ -29,6 +29,29 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
               for p in PROMPTS]
     assert [c.token_ids for c in batched] == [c.token_ids for c in single]
     assert [c.text for c in batched] == [c.text for c in single]
+
+
+def test_token_batches_cap_rows_and_padded_positions():
+    lengths = [40, 370, 55, 60, 41, 230, 45, 900]
+    # batch_size alone: consecutive chunks of the longest-first order (what the demo's eval did before budgets)
+    assert token_batches(lengths, 3, None, 32) == [[7, 1, 5], [3, 2, 6], [4, 0]]
+    batches = token_batches(lengths, 64, 600, 32)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every row once
+    for b in batches:
+        width = max(lengths[i] for i in b) + 32
+        assert len(b) == 1 or len(b) * width <= 600  # a row over the budget goes alone
+    # 900 and 370 alone; (230 + 32) x 2 = 524; then (55 + 32) x 4 = 348 (a fifth would not follow: none left)
+    assert batches == [[7], [1], [5, 3], [2, 6, 4, 0]]
+    with pytest.raises(UserError, match="batch_tokens"):
+        GenerationParams(batch_tokens=0)
+    assert GenerationParams(batch_tokens=512).key() == GenerationParams().key()  # it picks the draw, not the law
+
+
+def test_greedy_under_a_token_budget_equals_batch_size_alone(tiny):
+    plain = tiny.generate(PROMPTS, GenerationParams(max_new_tokens=12, batch_size=8), progress=False)
+    budget = tiny.generate(PROMPTS, GenerationParams(max_new_tokens=12, batch_size=8, batch_tokens=60),
+                           progress=False)
+    assert [c.token_ids for c in budget] == [c.token_ids for c in plain]  # same rows, same order, more batches
 
 
 def test_counts_order_and_finish_reason(tiny):

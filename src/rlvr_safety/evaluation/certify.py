@@ -508,7 +508,8 @@ def _certificates(n_prompts: dict[str, int], pol_rows: dict[str, list[Generation
 
 def certify_from_eval(policy: str, reference: str, policy_eval: Path, reference_eval: Path,
                       items: dict[str, list[str]], params: GenerationParams, out: Path, judge: str = "keyword",
-                      measure: bool = True, dtype: str | None = "fp32", logprob_batch_size: int = 16,
+                      measure: bool = True, dtype: str | None = "fp32",
+                      logprob_batch_size: int = CertifyConfig.model_fields["logprob_batch_size"].default,
                       n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
     """The certificate from samples an eval already drew and judged: no generation, and no judge call when the
     eval's judge is `judge`. Writes out/certificate.json in run_certify's format.

@@ -35,7 +35,9 @@ class GenerationParams:
     `stream` names the random stream a call draws from: a caller that splits one job into several `generate` calls
     gives each its own (ensure_generations uses the model, benchmark and item ids of the chunk), so no two calls
     share noise while a given `seed` still reproduces. Like batch_size it picks which draw, not the distribution,
-    so it is not part of the store key.
+    so it is not part of the store key. Neither is `batch_tokens`: the most padded token positions a batch may hold
+    (rows x (longest prompt + max_new_tokens)), so that a few long prompts do not pad a whole batch to their
+    length (backends that batch by themselves, vLLM and HTTP, ignore it); None: batch_size alone.
     """
 
     max_new_tokens: int = 128
@@ -46,6 +48,7 @@ class GenerationParams:
     batch_size: int = 16
     system_prompt: str | None = None
     stream: str = ""
+    batch_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -56,16 +59,18 @@ class GenerationParams:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.n < 1 or self.batch_size < 1:
             raise UserError("n and batch_size must be >= 1")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise UserError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
     def key(self) -> str:
-        """Store key: everything that changes the output distribution (batch_size and stream only pick the draw)."""
+        """Store key: everything that changes the output distribution (batching and stream only pick the draw)."""
         d = asdict(self)
-        d.pop("batch_size")
-        d.pop("stream")
+        for draw_only in ("batch_size", "stream", "batch_tokens"):
+            d.pop(draw_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -328,7 +328,7 @@ class StudyRunner:
                               policy_eval=self.out / "evals" / run.id, reference_eval=self.out / "evals" / ref_id,
                               items={n: ids for n, ids in items.items() if ids}, params=ev.safety_params(),
                               out=out, judge=ev.judge, measure=cfg.measure, n_resamples=cfg.n_resamples,
-                              alpha=cfg.alpha)
+                              alpha=cfg.alpha, logprob_batch_size=cfg.logprob_batch_size)
             return {"certificate": str(out / "certificate.json"), "source": "eval"}
         run_certify_config(cfg, out)
         return {"certificate": str(out / "certificate.json")}
