@@ -42,7 +42,7 @@ def _eval(model: Path, out: Path, data_dir: Path) -> dict[str, Any]:
     cfg = EvalConfig(model=str(model), benchmarks=["harmbench", "xstest"], data_dir=data_dir,
                      limits={"harmbench": 3, "xstest": 4}, max_new_tokens=PARAMS.max_new_tokens,
                      temperature=PARAMS.temperature, seed=PARAMS.seed, batch_size=PARAMS.batch_size,
-                     batch_tokens=PARAMS.batch_tokens, record_tokens=True)
+                     max_padding=PARAMS.max_padding, record_tokens=True)
     assert cfg.safety_params() == PARAMS  # the certificate is given the params the eval sampled with
     return run_eval(cfg, out, progress=False)
 
@@ -65,6 +65,9 @@ def test_certificate_from_eval_samples_equals_certify_on_the_same_samples(
                             PARAMS, tmp_path / "cert", n_resamples=200)
     assert (tmp_path / "cert" / "certificate.json").exists()
     assert not any("re-tokenised" in n for n in res["notes"])  # the eval recorded the sampled ids
+    # ...and, sampling in float32 at temperature 1, their log-probs: the policy was not scored again (the
+    # comparison with `certify` below, which scores by a forward pass, pins the two equal)
+    assert any("recorded while its eval sampled" in n for n in res["notes"])
     overall = res["overall"]
     assert overall["n_policy_samples"] == 5 and overall["n_prompts"] == 5
     cert = overall["certificate"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.generation.base import GenerationParams, get_generator
-from rlvr_safety.generation.hf import HFGenerator, encode_prompt, token_batches
+from rlvr_safety.generation.hf import HFGenerator, encode_prompt, length_batches
 from rlvr_safety.generation.logprobs import completion_logprobs
 from rlvr_safety.models import resolve_model
 
@@ -31,25 +33,25 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
     assert [c.text for c in batched] == [c.text for c in single]
 
 
-def test_token_batches_cap_rows_and_padded_positions():
+def test_length_batches_bound_rows_and_padding():
     lengths = [40, 370, 55, 60, 41, 230, 45, 900]
-    # batch_size alone: consecutive chunks of the longest-first order (what the demo's eval did before budgets)
-    assert token_batches(lengths, 3, None, 32) == [[7, 1, 5], [3, 2, 6], [4, 0]]
-    batches = token_batches(lengths, 64, 600, 32)
+    # batch_size alone: consecutive chunks of the longest-first order (what the demo's eval did before)
+    assert length_batches(lengths, 3, None) == [[7, 1, 5], [3, 2, 6], [4, 0]]
+    batches = length_batches(lengths, 64, 2.0)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every row once
     for b in batches:
-        width = max(lengths[i] for i in b) + 32
-        assert len(b) == 1 or len(b) * width <= 600  # a row over the budget goes alone
-    # 900 and 370 alone; (230 + 32) x 2 = 524; then (55 + 32) x 4 = 348 (a fifth would not follow: none left)
-    assert batches == [[7], [1], [5, 3], [2, 6, 4, 0]]
-    with pytest.raises(UserError, match="batch_tokens"):
-        GenerationParams(batch_tokens=0)
-    assert GenerationParams(batch_tokens=512).key() == GenerationParams().key()  # it picks the draw, not the law
+        assert len(b) * max(lengths[i] for i in b) <= 2.0 * sum(lengths[i] for i in b)
+    # 900, 370, 230: 2700 padded <= 2 x 1500 real; + 60 would be 3600 > 2 x 1560; the short ones together
+    assert batches == [[7, 1, 5], [3, 2, 6, 4, 0]]
+    assert length_batches([74] * 5 + [55] * 55, 64, 2.0) == [list(range(60))]  # similar lengths: one batch
+    with pytest.raises(UserError, match="max_padding"):
+        GenerationParams(max_padding=0.5)
+    assert GenerationParams(max_padding=1.5).key() == GenerationParams().key()  # it picks the draw, not the law
 
 
-def test_greedy_under_a_token_budget_equals_batch_size_alone(tiny):
+def test_greedy_under_a_padding_bound_equals_batch_size_alone(tiny):
     plain = tiny.generate(PROMPTS, GenerationParams(max_new_tokens=12, batch_size=8), progress=False)
-    budget = tiny.generate(PROMPTS, GenerationParams(max_new_tokens=12, batch_size=8, batch_tokens=60),
+    budget = tiny.generate(PROMPTS, GenerationParams(max_new_tokens=12, batch_size=8, max_padding=1.0),
                            progress=False)
     assert [c.token_ids for c in budget] == [c.token_ids for c in plain]  # same rows, same order, more batches
 
@@ -84,6 +86,28 @@ def test_stop_at_eos_is_per_sequence(tiny, monkeypatch):
     # sorted longest-first inside the backend, returned in prompt order
     assert outs[1].token_ids == (a,) and outs[1].finish_reason == "stop" and outs[1].completion_tokens == 1
     assert outs[0].token_ids == (a, a, a, a) and outs[0].finish_reason == "length"
+
+
+def test_sampling_records_the_logprobs_a_forward_pass_gives(tiny):
+    """At temperature 1 in float32 the sampler's recorded log-probs (token terms, then the stop term) equal
+    completion_logprobs' forward pass; greedy or tempered sampling and bf16 weights record none."""
+    params = GenerationParams(max_new_tokens=8, n=2, temperature=1.0, seed=5, batch_size=3)
+    first = tiny.generate(PROMPTS, params, progress=False)
+    # a generator whose EOS set also holds tokens these samples drew early, so that some rows stop
+    stopper = HFGenerator(tiny.model, tiny.tokenizer)
+    stopper.eos = tiny.eos | {first[0].token_ids[2]}
+    outs = stopper.generate(PROMPTS, params, progress=False)
+    assert any(c.finish_reason == "stop" for c in outs) and any(c.finish_reason == "length" for c in outs)
+    prompt_ids = [encode_prompt(tiny.tokenizer, p) for p in PROMPTS for _ in range(2)]
+    want = completion_logprobs(tiny.model, prompt_ids, [list(c.token_ids) for c in outs],
+                               [c.finish_reason == "stop" for c in outs], sorted(stopper.eos), stopper.pad_id)
+    for c, lp in zip(outs, want, strict=True):
+        assert c.logprobs is not None and len(c.logprobs) == len(lp)
+        np.testing.assert_allclose(np.array(c.logprobs), lp, atol=1e-4)
+    for other in (GenerationParams(max_new_tokens=4), GenerationParams(max_new_tokens=4, temperature=0.7)):
+        assert all(c.logprobs is None for c in tiny.generate(PROMPTS[:2], other, progress=False))
+    bf16 = HFGenerator(copy.deepcopy(tiny.model).to(torch.bfloat16), tiny.tokenizer)
+    assert all(c.logprobs is None for c in bf16.generate(PROMPTS[:2], params, progress=False))
 
 
 def test_logprobs_match_manual_forward(tiny):

@@ -14,7 +14,7 @@ import torch
 
 from rlvr_safety.evaluation.sampling import ensure_generations
 from rlvr_safety.generation.base import GenerationParams, Prompt
-from rlvr_safety.generation.hf import HFGenerator, batch_seed, encode_prompt
+from rlvr_safety.generation.hf import HFGenerator, SampledLogprobs, batch_seed, encode_prompt
 from rlvr_safety.models import resolve_model
 from rlvr_safety.store import Store
 
@@ -36,17 +36,25 @@ def leaky(tiny_model_dir):
 
 
 def _spy(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the class names of the logits processors every generate call on `model` builds."""
+    """Record the class names of the logits processors every generate call on `model` builds (but the log-prob
+    recorder, which hands the scores back untouched: test_the_logprob_recorder_changes_no_score)."""
     built: list[list[str]] = []
     original = model._get_logits_processor
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         procs = original(*args, **kwargs)
-        built.append([type(p).__name__ for p in procs])
+        built.append([type(p).__name__ for p in procs if not isinstance(p, SampledLogprobs)])
         return procs
 
     monkeypatch.setattr(model, "_get_logits_processor", spy)
     return built
+
+
+def test_the_logprob_recorder_changes_no_score():
+    recorder = SampledLogprobs(eos_ids=[0])
+    scores = torch.randn(2, 7)
+    before = scores.clone()
+    assert recorder(torch.zeros(2, 3, dtype=torch.long), scores) is scores and torch.equal(scores, before)
 
 
 @pytest.mark.parametrize(("params", "expected"), [

@@ -96,32 +96,39 @@ class TokenLedger:
 
     SCHEMA = ("CREATE TABLE IF NOT EXISTS sampled_tokens (model TEXT NOT NULL, params TEXT NOT NULL, "
               "sample INTEGER NOT NULL, digest TEXT NOT NULL, token_ids TEXT NOT NULL, stopped INTEGER NOT NULL, "
-              "PRIMARY KEY (model, params, sample, digest))")
+              "logprobs TEXT, PRIMARY KEY (model, params, sample, digest))")
 
     def __init__(self, path: str | Path) -> None:
         self._conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
         self._conn.execute(self.SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(sampled_tokens)")}
+        if "logprobs" not in columns:  # a ledger written before log-probs were recorded
+            self._conn.execute("ALTER TABLE sampled_tokens ADD COLUMN logprobs TEXT")
         self._conn.commit()
 
     def close(self) -> None:
         self._conn.close()
 
-    def add(self, model: str, params: str, rows: Sequence[tuple[int, str, Sequence[int], bool]]) -> None:
-        """rows: (sample, digest, token ids, stopped)."""
+    def add(self, model: str, params: str,
+            rows: Sequence[tuple[int, str, Sequence[int], bool, Sequence[float] | None]]) -> None:
+        """rows: (sample, digest, token ids, stopped, the sampler's log-probs of them or None)."""
         self._conn.executemany(
-            "INSERT OR REPLACE INTO sampled_tokens VALUES (?,?,?,?,?,?)",
-            [(model, params, s, d, json.dumps([int(t) for t in ids]), int(stop)) for s, d, ids, stop in rows])
+            "INSERT OR REPLACE INTO sampled_tokens VALUES (?,?,?,?,?,?,?)",
+            [(model, params, s, d, json.dumps([int(t) for t in ids]), int(stop),
+              None if lp is None else json.dumps([float(x) for x in lp])) for s, d, ids, stop, lp in rows])
         self._conn.commit()
 
-    def get(self, model: str, params: str, rows: Sequence[GenerationRow]) -> dict[int, tuple[list[int], bool]]:
-        """{generation id: (token ids, stopped)} for the rows whose sampled ids were recorded."""
-        out: dict[int, tuple[list[int], bool]] = {}
+    def get(self, model: str, params: str,
+            rows: Sequence[GenerationRow]) -> dict[int, tuple[list[int], bool, list[float] | None]]:
+        """{generation id: (token ids, stopped, recorded log-probs or None)} for the rows whose ids were recorded."""
+        out: dict[int, tuple[list[int], bool, list[float] | None]] = {}
         for r in rows:
             hit = self._conn.execute(
-                "SELECT token_ids, stopped FROM sampled_tokens WHERE model=? AND params=? AND sample=? AND digest=?",
+                "SELECT token_ids, stopped, logprobs FROM sampled_tokens "
+                "WHERE model=? AND params=? AND sample=? AND digest=?",
                 (model, params, r.sample, _digest(r.prompt, r.response))).fetchone()
             if hit is not None:
-                out[r.id] = (json.loads(hit[0]), bool(hit[1]))
+                out[r.id] = (json.loads(hit[0]), bool(hit[1]), None if hit[2] is None else json.loads(hit[2]))
         return out
 
 
@@ -141,7 +148,8 @@ class _RecordingGenerator:
         for j, prompt in enumerate(prompts):
             for s in range(params.n):
                 c = outs[j * params.n + s]
-                rows.append((s, _digest(_prompt_text(prompt), c.text), c.token_ids, c.finish_reason == "stop"))
+                rows.append((s, _digest(_prompt_text(prompt), c.text), c.token_ids, c.finish_reason == "stop",
+                             c.logprobs))
         self.ledger.add(self.model_key, params.key(), rows)
         return outs
 
@@ -178,7 +186,7 @@ def _token_ids(ledger: TokenLedger, model_key: str, params: GenerationParams, ro
     ids, stopped, retok = [], [], 0
     for r in rows:
         if r.id in known:
-            tok, stop = known[r.id]
+            tok, stop, _ = known[r.id]
         else:
             retok += 1
             tok = [int(t) for t in tokenizer(r.response, add_special_tokens=False)["input_ids"]]
@@ -186,6 +194,20 @@ def _token_ids(ledger: TokenLedger, model_key: str, params: GenerationParams, ro
         ids.append(list(tok))
         stopped.append(stop)
     return ids, stopped, retok
+
+
+def _recorded_logprobs(ledger: TokenLedger, model_key: str, params: GenerationParams,
+                       rows: Sequence[GenerationRow]) -> list[np.ndarray] | None:
+    """The log-probs the sampler recorded for every row (token terms, then the stop term if it stopped), or None
+    unless every row has them (one missing row and the policy is scored by a forward pass, all rows alike)."""
+    known = ledger.get(model_key, params.key(), rows)
+    out = []
+    for r in rows:
+        ids, stop, lp = known.get(r.id, ([], False, None))
+        if lp is None or len(lp) != len(ids) + int(stop):
+            return None
+        out.append(np.asarray(lp, dtype=np.float64))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- in-process certificate
@@ -521,7 +543,7 @@ def certify_from_eval(policy: str, reference: str, policy_eval: Path, reference_
     temperature 1 and top_p 1, so that the log-probs describe the sampler.
     """
     from ..judges.registry import get_judge
-    from ..models import model_fingerprint
+    from ..models import load_tokenizer, model_fingerprint
 
     _check_sampler(params)
     t0 = time.perf_counter()
@@ -552,17 +574,24 @@ def certify_from_eval(policy: str, reference: str, policy_eval: Path, reference_
         try:
             t = time.perf_counter()
             pol = _Lazy(policy, dtype)
-            tok = pol.get().tokenizer
+            tok = load_tokenizer(policy)
             all_rows = [r for rows in pol_rows.values() for r in rows]
             p_ids = _prompt_ids(tok, all_rows)
             c_ids, stopped, retok = _token_ids(ledger, policy_key, params, all_rows, tok)
+            # the eval's own float32 log-probs of its samples, when it recorded them: no policy forward pass here
+            recorded = _recorded_logprobs(ledger, policy_key, params, all_rows) if dtype == "fp32" else None
         finally:
             ledger.close()
     if retok:
         notes.append(f"{retok} policy samples had no recorded token ids and were re-tokenised from text: their "
                      "log-ratios are approximate.")
-    eos, pad = eos_and_pad(pol.get().model, tok)
-    logp = model_logprob_fn(pol.get().model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
+    if recorded is not None:
+        logp = recorded
+        notes.append("the policy's log-probs were recorded while its eval sampled in float32 (equal to a forward "
+                     "pass: tests/test_certify_from_eval.py); only the reference was scored here.")
+    else:
+        eos, pad = eos_and_pad(pol.get().model, tok)
+        logp = model_logprob_fn(pol.get().model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
     if ref_key == policy_key:
         logq = [x.copy() for x in logp]
         notes.append("policy and reference are the same model: KL is 0 by construction.")
@@ -572,6 +601,8 @@ def certify_from_eval(policy: str, reference: str, policy_eval: Path, reference_
             raise UserError("policy and reference tokenizers differ; the certificate scores the same token ids under "
                             "both models, so they must share a tokenizer")
         pol.release()
+        if recorded is not None:
+            eos, pad = eos_and_pad(ref.get().model, tok)
         logq = model_logprob_fn(ref.get().model, eos, pad, logprob_batch_size)(p_ids, c_ids, stopped)
         ref.release()
     pol.release()

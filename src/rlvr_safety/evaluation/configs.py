@@ -45,10 +45,10 @@ class EvalConfig(StrictConfig):
     max_new_tokens: int = Field(default=128, ge=1, description="tokens per safety response")
     capability_max_new_tokens: int = Field(default=384, ge=1, description="tokens per capability response")
     batch_size: int = Field(default=16, ge=1, description="generation batch size")
-    batch_tokens: int | None = Field(
-        default=4096, ge=1, description="hf backend: at most this many padded positions (rows x (longest prompt + "
-        "new tokens)) per batch, so a few long jailbreak prompts do not pad a whole batch; None: batch_size alone "
-        "(benchmarks/generation_batching.py: 2.3x faster on the demo's safety prompts on 2 CPU cores)")
+    max_padding: float | None = Field(
+        default=2.0, ge=1.0, description="hf backend: a batch closes before its padded prompt positions exceed this "
+        "multiple of its real prompt tokens, so a few long jailbreak prompts do not pad a whole batch; None: "
+        "batch_size alone (benchmarks/generation_batching.py)")
     temperature: float = Field(default=0.0, ge=0.0, description="safety prompts: 0 = greedy; 1 = sampled answers "
                                "(capability prompts are always greedy)")
     seed: int = Field(default=0, ge=0, description="sampling seed of the safety answers")
@@ -82,13 +82,13 @@ class EvalConfig(StrictConfig):
     def safety_params(self) -> GenerationParams:
         """Sampling of the safety prompts (judged)."""
         return GenerationParams(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                                batch_tokens=self.batch_tokens, temperature=self.temperature, top_p=1.0,
+                                max_padding=self.max_padding, temperature=self.temperature, top_p=1.0,
                                 seed=self.seed)
 
     def capability_params(self) -> GenerationParams:
         """Greedy answers to the prompts a grader scores."""
         return GenerationParams(max_new_tokens=self.capability_max_new_tokens, batch_size=self.batch_size,
-                                batch_tokens=self.batch_tokens)
+                                max_padding=self.max_padding)
 
     def generator_kwargs(self) -> dict[str, Any]:
         """What get_generator(backend, model, ...) takes."""

@@ -35,9 +35,10 @@ class GenerationParams:
     `stream` names the random stream a call draws from: a caller that splits one job into several `generate` calls
     gives each its own (ensure_generations uses the model, benchmark and item ids of the chunk), so no two calls
     share noise while a given `seed` still reproduces. Like batch_size it picks which draw, not the distribution,
-    so it is not part of the store key. Neither is `batch_tokens`: the most padded token positions a batch may hold
-    (rows x (longest prompt + max_new_tokens)), so that a few long prompts do not pad a whole batch to their
-    length (backends that batch by themselves, vLLM and HTTP, ignore it); None: batch_size alone.
+    so it is not part of the store key. Neither is `max_padding`: a batch's padded prompt positions (rows x its
+    longest prompt) stay within this multiple of its real prompt tokens, so that a few long prompts do not pad a
+    whole batch to their length while prompts of similar length still share one (backends that batch by
+    themselves, vLLM and HTTP, ignore it); None: batch_size alone.
     """
 
     max_new_tokens: int = 128
@@ -48,7 +49,7 @@ class GenerationParams:
     batch_size: int = 16
     system_prompt: str | None = None
     stream: str = ""
-    batch_tokens: int | None = None
+    max_padding: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -59,8 +60,8 @@ class GenerationParams:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.n < 1 or self.batch_size < 1:
             raise UserError("n and batch_size must be >= 1")
-        if self.batch_tokens is not None and self.batch_tokens < 1:
-            raise UserError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.max_padding is not None and self.max_padding < 1:
+            raise UserError(f"max_padding must be >= 1 (padded / real prompt positions), got {self.max_padding}")
 
     @property
     def greedy(self) -> bool:
@@ -69,7 +70,7 @@ class GenerationParams:
     def key(self) -> str:
         """Store key: everything that changes the output distribution (batching and stream only pick the draw)."""
         d = asdict(self)
-        for draw_only in ("batch_size", "stream", "batch_tokens"):
+        for draw_only in ("batch_size", "stream", "max_padding"):
             d.pop(draw_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -81,6 +82,10 @@ class Completion:
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
     token_ids: tuple[int, ...] = ()
+    # log pi(y_t | x, y_<t) of each token id under the sampler's raw softmax, then log sum_eos pi(eos) if it stopped:
+    # what logprobs.completion_logprobs computes, recorded while sampling where that is exact (hf backend, float32
+    # weights, temperature 1, top_p 1); None elsewhere
+    logprobs: tuple[float, ...] | None = None
 
 
 class Generator(Protocol):

@@ -2,8 +2,8 @@
 
 Throughput on CPU and GPU comes from batching; batching is only correct with left padding and an attention mask,
 and only efficient when a batch holds prompts of similar length, so prompts are sorted by token length first and,
-with GenerationParams.batch_tokens, a batch of long prompts holds fewer rows (`token_batches`): in the demo's eval
-one 370-token prompt used to pad 63 others of ~60 tokens, 4.6x the prompt tokens in padding.
+with GenerationParams.max_padding, a batch closes before padding would outgrow its real tokens (`length_batches`):
+in the demo's eval one 370-token prompt used to pad 63 others of ~60 tokens, 4.6x the prompt tokens.
 
 Samples are drawn from exactly the distribution that `logprobs.completion_logprobs` scores: softmax of the raw
 logits, tempered and nucleus-cut only as GenerationParams says. Nothing in the model's own generation_config
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from ..progress import report
 from .base import Completion, GenerationParams, Prompt, chat_messages, derive_seed
@@ -116,19 +116,75 @@ def batch_seed(seed: int, stream: str, batch: int, rows: Sequence[tuple[Sequence
     return derive_seed(seed, stream, batch, [[list(ids), s] for ids, s in rows])
 
 
-def token_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None,
-                  max_new_tokens: int) -> list[list[int]]:
-    """Indices of `lengths` in batches, longest first: at most `batch_size` rows, and at most `batch_tokens` padded
-    positions (rows x (longest prompt + max_new_tokens)) per batch; a row longer than the budget goes alone."""
+class SampledLogprobs(LogitsProcessor):
+    """Records, while transformers samples, log softmax(logits / T) of every token it draws (and, with `eos_ids`,
+    log sum_eos softmax at every step): the model's log-probs of its own samples without a second forward pass.
+
+    A logits processor sees step t's logits before the token is drawn, so step t's log-softmax is held until step
+    t + 1 shows the drawn token (the last step's waits for `finish`). Processors passed to generate run before
+    transformers' temperature and top-p warpers, on the raw logits. Exact only where the decoding forward computes
+    what a full forward does: float32 weights without autocast (bf16's cached decoding and full forward round apart
+    by ~0.03 nats a token).
+    """
+
+    def __init__(self, temperature: float = 1.0, eos_ids: Sequence[int] = ()) -> None:
+        self.temperature = float(temperature)
+        self.eos_ids = sorted({int(e) for e in eos_ids})
+        self._pending: torch.Tensor | None = None
+        self._tokens: list[torch.Tensor] = []
+        self._stops: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._pending is not None:
+            self._take(input_ids[:, -1])
+        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    @property
+    def steps(self) -> int:
+        """Tokens drawn so far (the last one's log-prob waits for `finish`)."""
+        return len(self._tokens) + (self._pending is not None)
+
+    def _take(self, drawn: torch.Tensor) -> None:
+        assert self._pending is not None
+        self._tokens.append(self._pending.gather(-1, drawn.unsqueeze(-1)).squeeze(-1))
+        if self.eos_ids:
+            self._stops.append(torch.logsumexp(self._pending[:, self.eos_ids], dim=-1))
+
+    def finish(self, last_drawn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(rows, steps) log-probs of the drawn tokens and (with eos_ids) of stopping at each step, given the last
+        step's drawn tokens; None if generate never called this processor."""
+        if self._pending is None:
+            return None
+        self._take(last_drawn.to(self._pending.device))
+        tokens = torch.stack(self._tokens, dim=1)
+        stops = torch.stack(self._stops, dim=1) if self.eos_ids else None
+        self._pending, self._tokens, self._stops = None, [], []
+        return tokens, stops
+
+
+def records_exact_logprobs(model: Any, params: GenerationParams) -> bool:
+    """Whether HFGenerator records its samples' log-probs: sampled at temperature 1 and top_p 1 (the law the
+    log-probs describe) by float32 weights (where recording equals a forward pass)."""
+    return (not params.greedy and params.temperature == 1.0 and params.top_p == 1.0
+            and all(p.dtype == torch.float32 for p in model.parameters()))
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float | None) -> list[list[int]]:
+    """Indices of `lengths` in batches, longest first: at most `batch_size` rows, and (with `max_padding`) padded
+    positions (rows x the batch's longest) at most `max_padding` x the batch's real positions."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
+    real = 0
     for i in order:
         batch = batches[-1] if batches else None
         if batch is not None and len(batch) < batch_size and (
-                batch_tokens is None or (len(batch) + 1) * (lengths[batch[0]] + max_new_tokens) <= batch_tokens):
+                max_padding is None or (len(batch) + 1) * lengths[batch[0]] <= max_padding * (real + lengths[i])):
             batch.append(i)
+            real += lengths[i]
         else:
             batches.append([i])
+            real = lengths[i]
     return batches
 
 
@@ -149,8 +205,8 @@ class HFGenerator:
         encoded = [encode_prompt(self.tokenizer, p, params.system_prompt) for p in prompts]
         jobs = [(i, s) for i in range(len(prompts)) for s in range(params.n)]
         # Longest first: the first batch shows at once whether memory suffices.
-        batches = [[jobs[k] for k in b] for b in token_batches([len(encoded[i]) for i, _ in jobs], params.batch_size,
-                                                                  params.batch_tokens, params.max_new_tokens)]
+        batches = [[jobs[k] for k in b]
+                   for b in length_batches([len(encoded[i]) for i, _ in jobs], params.batch_size, params.max_padding)]
         results: dict[tuple[int, int], Completion] = {}
         bar = tqdm(total=len(jobs), desc="generating", unit="seq", disable=not progress, leave=False)
         try:
@@ -169,15 +225,26 @@ class HFGenerator:
         ids, mask = left_pad(rows, self.pad_id, self.device)
         bos = getattr(getattr(self.model, "generation_config", None), "bos_token_id", None)
         config = sampling_config(params, sorted(self.eos), self.pad_id, bos if isinstance(bos, int) else None)
+        recorder = SampledLogprobs(params.temperature, sorted(self.eos)) if self.record_logprobs(params) else None
+        extra = {"logits_processor": LogitsProcessorList([recorder])} if recorder is not None else {}
         with no_grad(), private_rng(seed, ids.device), only_config(self.model, config):
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        new = out[:, ids.shape[1]:].tolist()
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
+        generated = out[:, ids.shape[1]:]
+        recorded = recorder.finish(generated[:, -1]) if recorder is not None and generated.size(1) else None
+        token_lp, stop_lp = (recorded[0].tolist(), recorded[1].tolist()) if recorded is not None and \
+            recorded[1] is not None else (None, None)
         completions = []
-        for prompt_row, tokens in zip(rows, new, strict=True):
+        for r, (prompt_row, tokens) in enumerate(zip(rows, generated.tolist(), strict=True)):
             stop = next((k for k, t in enumerate(tokens) if t in self.eos), None)
             kept = tokens if stop is None else tokens[:stop]
+            logprobs = None
+            if token_lp is not None and stop_lp is not None:
+                logprobs = tuple(token_lp[r][:len(kept)]) + (() if stop is None else (stop_lp[r][stop],))
             completions.append(Completion(
                 text=self.tokenizer.decode(kept, skip_special_tokens=True),
                 prompt_tokens=len(prompt_row), completion_tokens=len(kept),
-                finish_reason="length" if stop is None else "stop", token_ids=tuple(kept)))
+                finish_reason="length" if stop is None else "stop", token_ids=tuple(kept), logprobs=logprobs))
         return completions
+
+    def record_logprobs(self, params: GenerationParams) -> bool:
+        return bool(self.eos) and records_exact_logprobs(self.model, params)

@@ -35,13 +35,14 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
+from transformers import LogitsProcessor, LogitsProcessorList
 from trl import GRPOConfig, GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.models.utils import disable_gradient_checkpointing
-from transformers import LogitsProcessor, LogitsProcessorList
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
 from rlvr_safety.errors import UserError
+from rlvr_safety.generation.hf import SampledLogprobs
 
 from . import common
 from .advantages import ALGORITHMS, Baseline, Scale, advantage_settings, group_advantages, kl_penalised
@@ -73,39 +74,6 @@ class TrackedReward:
         values = self.fn(prompts, completions, **kwargs)
         self.last = [float("nan") if v is None else float(v) for v in values]
         return values
-
-
-class SampledLogprobs(LogitsProcessor):
-    """Records, while transformers samples, log softmax(logits / T)[token] of every token it draws: the policy's
-    per-token log-probs exactly as GRPOTrainer computes them, without a second forward pass over the rollouts.
-
-    A logits processor sees step t's logits before the token is drawn, so step t's log-softmax is held until step
-    t + 1 shows the drawn token (the last step's waits for `finish`). Custom processors run before transformers'
-    temperature and top-p warpers, on the raw logits, which is what TRL's log-probs are taken from.
-    """
-
-    def __init__(self, temperature: float) -> None:
-        self.temperature = float(temperature)
-        self._pending: torch.Tensor | None = None
-        self._steps: list[torch.Tensor] = []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._pending is not None:
-            self._steps.append(self._pending.gather(-1, input_ids[:, -1:]).squeeze(-1))
-        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        return scores
-
-    def finish(self, completion_ids: list[list[int]]) -> torch.Tensor | None:
-        """(rows, steps) log-probs of the drawn tokens, given TRL's completions (cut after EOS); None if no step
-        was seen (the generate call went somewhere this processor was not attached)."""
-        if self._pending is None:
-            return None
-        steps = len(self._steps) + 1
-        last = torch.tensor([c[steps - 1] if len(c) >= steps else 0 for c in completion_ids],
-                            device=self._pending.device).unsqueeze(-1)
-        logps = torch.stack([*self._steps, self._pending.gather(-1, last).squeeze(-1)], dim=1)
-        self._pending, self._steps = None, []
-        return logps
 
 
 @contextlib.contextmanager
@@ -288,7 +256,11 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         recorder = SampledLogprobs(self.temperature)
         with self.accelerator.autocast(), _extra_logits_processor(self.accelerator.unwrap_model(self.model), recorder):
             completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
-        self._sampling_logps = recorder.finish(completion_ids)
+        # the last step's drawn token of each row (rows that stopped earlier are masked out of the KL)
+        steps = recorder.steps
+        last = torch.tensor([c[steps - 1] if len(c) >= steps else 0 for c in completion_ids])
+        recorded = recorder.finish(last)
+        self._sampling_logps = recorded[0] if recorded is not None else None
         return completion_ids, logprobs
 
     def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
