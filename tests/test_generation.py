@@ -70,22 +70,25 @@ def test_counts_order_and_finish_reason(tiny):
     assert [c.token_ids for c in again] == [c.token_ids for c in outs]  # seeded sampling reproduces
 
 
-def test_stop_at_eos_is_per_sequence(tiny, monkeypatch):
-    """Rows that hit EOS are cut there ("stop"); rows that never do keep all tokens ("length")."""
-    eos = tiny.tokenizer.eos_token_id
-    a, b = 100, 200
-
-    def fake_generate(input_ids, attention_mask, **kwargs):
-        width = input_ids.shape[1]
-        new = torch.tensor([[a, eos, b, b], [a, a, a, a]])[: input_ids.shape[0]]
-        return torch.cat([input_ids, new], dim=1) if width else new
-
-    monkeypatch.setattr(tiny.model, "generate", fake_generate)
-    outs = tiny.generate(["x", "a much longer prompt than x"], GenerationParams(max_new_tokens=4, batch_size=2),
-                         progress=False)
-    # sorted longest-first inside the backend, returned in prompt order
-    assert outs[1].token_ids == (a,) and outs[1].finish_reason == "stop" and outs[1].completion_tokens == 1
-    assert outs[0].token_ids == (a, a, a, a) and outs[0].finish_reason == "length"
+def test_stop_at_eos_is_per_sequence(tiny):
+    """A row that draws an EOS id is cut there ("stop"); the others run to the limit ("length"). One row per batch,
+    so each row's draws do not depend on which rows are still in its batch. (That a stopped row leaves a batch
+    with its KV cache rows, the others keeping theirs, is checked by the log-prob test below: a misaligned cache
+    would score later tokens wrongly.)"""
+    params = GenerationParams(max_new_tokens=6, temperature=1.0, seed=2, batch_size=1)
+    free = tiny.generate(PROMPTS, params, progress=False)
+    # a token some answer draws first at position k >= 1 now ends that answer there
+    k, row = max((k, r) for r, c in enumerate(free) for k in range(1, len(c.token_ids))
+                 if c.token_ids[k] not in c.token_ids[:k])
+    stopper = HFGenerator(tiny.model, tiny.tokenizer)
+    stopper.eos = tiny.eos | {free[row].token_ids[k]}
+    outs = stopper.generate(PROMPTS, params, progress=False)
+    assert outs[row].token_ids == free[row].token_ids[:k] and outs[row].finish_reason == "stop"
+    for before, after in zip(free, outs, strict=True):  # every row agrees with its free run up to its own stop
+        cut = next((j for j, t in enumerate(before.token_ids) if t in stopper.eos), None)
+        assert after.token_ids == before.token_ids[:cut]
+        assert after.finish_reason == ("length" if cut is None and len(before.token_ids) == 6 else "stop")
+    assert any(c.finish_reason == "length" for c in outs)
 
 
 def test_sampling_records_the_logprobs_a_forward_pass_gives(tiny):

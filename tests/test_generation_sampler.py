@@ -1,19 +1,18 @@
 """The hf sampler draws from exactly the law the log-probs describe, on its own RNG stream.
 
 The tiny model here carries a generation_config full of settings that would change that law (repetition penalty,
-no-repeat n-grams, top_k=5, min_p, typical_p, suppressed tokens); every test first shows that plain
-`model.generate` does apply them, so a leak into our sampler would make the test fail.
+no-repeat n-grams, top_k=5, min_p, typical_p, suppressed tokens); the law tests first show that plain
+`model.generate` does apply them, so a leak into our sampler (generation/decode.py) would make them fail.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 import torch
 
 from rlvr_safety.evaluation.sampling import ensure_generations
 from rlvr_safety.generation.base import GenerationParams, Prompt
+from rlvr_safety.generation.decode import draw, nucleus
 from rlvr_safety.generation.hf import HFGenerator, SampledLogprobs, batch_seed, encode_prompt
 from rlvr_safety.models import resolve_model
 from rlvr_safety.store import Store
@@ -35,53 +34,40 @@ def leaky(tiny_model_dir):
     return HFGenerator(loaded.model, loaded.tokenizer)
 
 
-def _spy(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the class names of the logits processors every generate call on `model` builds (but the log-prob
-    recorder, which hands the scores back untouched: test_the_logprob_recorder_changes_no_score)."""
-    built: list[list[str]] = []
-    original = model._get_logits_processor
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        procs = original(*args, **kwargs)
-        built.append([type(p).__name__ for p in procs if not isinstance(p, SampledLogprobs)])
-        return procs
-
-    monkeypatch.setattr(model, "_get_logits_processor", spy)
-    return built
-
-
 def test_the_logprob_recorder_changes_no_score():
+    """The recorder the rlvr trainer hands to TRL's generate reads the scores and returns them untouched."""
     recorder = SampledLogprobs(eos_ids=[0])
     scores = torch.randn(2, 7)
     before = scores.clone()
     assert recorder(torch.zeros(2, 3, dtype=torch.long), scores) is scores and torch.equal(scores, before)
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    (GenerationParams(max_new_tokens=4), []),
-    (GenerationParams(max_new_tokens=4, temperature=1.0, n=2), []),
-    (GenerationParams(max_new_tokens=4, temperature=0.7, top_p=0.9), ["TemperatureLogitsWarper", "TopPLogitsWarper"]),
-])
-def test_only_configured_processors_are_built(leaky, monkeypatch, params, expected):
-    built = _spy(leaky.model, monkeypatch)
-    ids = torch.tensor([encode_prompt(leaky.tokenizer, PROMPTS[0])])
-    leaky.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2)
-    assert {"RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "TopKLogitsWarper"} <= set(built[0])
+def test_the_sampler_draws_the_categorical_law():
+    """decode.draw inverts the CDF: frequencies match the probabilities, a zero-probability token never comes."""
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]]).repeat(20000, 1)
+    counts = torch.bincount(draw(probs), minlength=5).double() / 20000
+    assert counts[1] == 0 and counts[4] == 0
+    assert torch.allclose(counts, probs[0].double(), atol=0.015)  # 3 sigma of a 20000-draw frequency is < 0.011
+    assert torch.equal(draw(torch.tensor([[0.0, 0.0, 1.0]])), torch.tensor([2]))
 
-    leaky.generate(PROMPTS, params, progress=False)
-    assert len(built) == 2 and built[1] == expected
-    assert leaky.model.generation_config.repetition_penalty == 1.3  # the model's own config is put back
+
+def test_nucleus_keeps_the_smallest_set_above_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(nucleus(logits, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 >= 0.7
+    assert torch.isfinite(nucleus(logits, 0.1)).tolist() == [[True, False, False, False]]  # the top token stays
 
 
 def _manual(gen: HFGenerator, prompt_ids: list[int], steps: int, seed: int | None) -> list[int]:
-    """Greedy (seed None) or multinomial sampling from the softmax of raw logits, full forward every step."""
+    """Greedy (seed None) or a draw from the softmax of raw logits, full forward every step."""
     ids, out = list(prompt_ids), []
     if seed is not None:
         torch.manual_seed(seed)
     with torch.no_grad():
         for _ in range(steps):
             logits = gen.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
-            tok = int(logits.argmax()) if seed is None else int(torch.multinomial(torch.softmax(logits, -1), 1))
+            tok = int(logits.argmax()) if seed is None else int(draw(torch.softmax(logits, -1)[None])[0])
             if tok in gen.eos:
                 break
             ids.append(tok)
@@ -164,21 +150,20 @@ def test_stream_is_not_in_the_store_key():
     assert GenerationParams(seed=1).key() != GenerationParams().key()
 
 
-def test_config_hidden_under_a_peft_adapter(tiny_model_dir, monkeypatch):
+def test_config_hidden_under_a_peft_adapter(tiny_model_dir):
+    """Under a PEFT wrapper the sampler still reads nothing of the model's generation_config: a fresh LoRA adapter
+    (B = 0) leaves the model unchanged, so its greedy answers are the raw argmax ones despite the leaky config."""
     from peft import LoraConfig, get_peft_model
 
     loaded = resolve_model(str(tiny_model_dir))
     base = loaded.model
+    plain = HFGenerator(base, loaded.tokenizer)
+    expected = [_manual(plain, encode_prompt(loaded.tokenizer, p), 6, None) for p in PROMPTS]
     base.generation_config.repetition_penalty = 1.3
     base.generation_config.no_repeat_ngram_size = 2
     own = base.generation_config
     wrapped = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     gen = HFGenerator(wrapped, loaded.tokenizer)
-    built = _spy(base, monkeypatch)
-    ids = torch.tensor([encode_prompt(loaded.tokenizer, PROMPTS[0])])
-    wrapped.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False)
-    assert "RepetitionPenaltyLogitsProcessor" in built[-1]
-
-    gen.generate(PROMPTS, GenerationParams(max_new_tokens=3, temperature=1.0), progress=False)
-    assert built[-1] == []
+    outs = gen.generate(PROMPTS, GenerationParams(max_new_tokens=6), progress=False)
+    assert [list(c.token_ids) for c in outs] == expected
     assert base.generation_config is own and wrapped.generation_config is own

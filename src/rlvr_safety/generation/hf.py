@@ -5,25 +5,25 @@ and only efficient when a batch holds prompts of similar length, so prompts are 
 with GenerationParams.max_padding, a batch closes before padding would outgrow its real tokens (`length_batches`):
 in the demo's eval one 370-token prompt used to pad 63 others of ~60 tokens, 4.6x the prompt tokens.
 
-Samples are drawn from exactly the distribution that `logprobs.completion_logprobs` scores: softmax of the raw
-logits, tempered and nucleus-cut only as GenerationParams says. Nothing in the model's own generation_config
-(repetition penalty, top_k, min_p, no-repeat n-grams, suppressed tokens, ...) is applied, and sampling runs on
-its own seeded RNG stream, leaving the caller's torch RNG state as it was.
+Samples are drawn by generation/decode.py from exactly the distribution that `logprobs.completion_logprobs`
+scores: softmax of the raw logits, tempered and nucleus-cut only as GenerationParams says. Nothing in the model's
+own generation_config (repetition penalty, top_k, min_p, no-repeat n-grams, suppressed tokens, ...) is read, and
+sampling runs on its own seeded RNG stream, leaving the caller's torch RNG state as it was.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from ..progress import report
 from .base import Completion, GenerationParams, Prompt, chat_messages, derive_seed
+from .decode import decode
 from .grad import no_grad
 
 
@@ -57,45 +57,6 @@ def left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Ten
         ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
         mask[i, width - len(r):] = 1
     return ids.to(device), mask.to(device)
-
-
-def sampling_config(params: GenerationParams, eos: Sequence[int], pad_id: int | None,
-                    bos_id: int | None = None) -> GenerationConfig:
-    """A generation config built from `params` alone, every option that changes the next-token law set neutral.
-
-    transformers (5.x) fills each field a passed config leaves None from the model's generation_config, then from
-    its global defaults (top_k=50), so None is not neutral: the options with a neutral value are set to it here
-    (top_k=0, repetition_penalty=1, ...). Options whose only neutral value is None (min_p, bad_words_ids,
-    suppress_tokens, forced ids, sequence_bias, ...) are kept out by `only_config`, which hides the model's config.
-    """
-    options: dict[str, Any] = dict(
-        max_new_tokens=params.max_new_tokens, min_length=0, num_beams=1, num_return_sequences=1,
-        repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
-        encoder_no_repeat_ngram_size=0, renormalize_logits=False, remove_invalid_values=False,
-        return_dict_in_generate=False, output_scores=False, output_logits=False,
-        eos_token_id=list(eos) or None, pad_token_id=pad_id, bos_token_id=bos_id)
-    if params.greedy:
-        options.update(do_sample=False)
-    else:
-        options.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0, typical_p=1.0,
-                       epsilon_cutoff=0.0, eta_cutoff=0.0)
-    return GenerationConfig(**options)
-
-
-@contextmanager
-def only_config(model: Any, config: GenerationConfig) -> Iterator[None]:
-    """Within the block every generation_config the model (and any wrapped model, e.g. under a PEFT adapter)
-    holds is a copy of `config`, so nothing of the model's own settings can be merged into a generate call."""
-    modules = model.modules() if hasattr(model, "modules") else [model]
-    holders = [m for m in modules if isinstance(getattr(m, "__dict__", {}).get("generation_config"), GenerationConfig)]
-    saved = [m.generation_config for m in holders]
-    try:
-        for m in holders:
-            m.generation_config = copy.deepcopy(config)
-        yield
-    finally:
-        for m, original in zip(holders, saved, strict=True):
-            m.generation_config = original
 
 
 @contextmanager
@@ -223,28 +184,14 @@ class HFGenerator:
 
     def _generate_batch(self, rows: list[list[int]], params: GenerationParams, seed: int) -> list[Completion]:
         ids, mask = left_pad(rows, self.pad_id, self.device)
-        bos = getattr(getattr(self.model, "generation_config", None), "bos_token_id", None)
-        config = sampling_config(params, sorted(self.eos), self.pad_id, bos if isinstance(bos, int) else None)
-        recorder = SampledLogprobs(params.temperature, sorted(self.eos)) if self.record_logprobs(params) else None
-        extra = {"logits_processor": LogitsProcessorList([recorder])} if recorder is not None else {}
-        with no_grad(), private_rng(seed, ids.device), only_config(self.model, config):
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
-        generated = out[:, ids.shape[1]:]
-        recorded = recorder.finish(generated[:, -1]) if recorder is not None and generated.size(1) else None
-        token_lp, stop_lp = (recorded[0].tolist(), recorded[1].tolist()) if recorded is not None and \
-            recorded[1] is not None else (None, None)
-        completions = []
-        for r, (prompt_row, tokens) in enumerate(zip(rows, generated.tolist(), strict=True)):
-            stop = next((k for k, t in enumerate(tokens) if t in self.eos), None)
-            kept = tokens if stop is None else tokens[:stop]
-            logprobs = None
-            if token_lp is not None and stop_lp is not None:
-                logprobs = tuple(token_lp[r][:len(kept)]) + (() if stop is None else (stop_lp[r][stop],))
-            completions.append(Completion(
-                text=self.tokenizer.decode(kept, skip_special_tokens=True),
-                prompt_tokens=len(prompt_row), completion_tokens=len(kept),
-                finish_reason="length" if stop is None else "stop", token_ids=tuple(kept), logprobs=logprobs))
-        return completions
+        with no_grad(), private_rng(seed, ids.device):
+            decoded = decode(self.model, ids, mask, params.max_new_tokens, params.temperature, params.top_p,
+                             sorted(self.eos), record=self.record_logprobs(params))
+        return [Completion(text=self.tokenizer.decode(d.tokens, skip_special_tokens=True),
+                           prompt_tokens=len(prompt_row), completion_tokens=len(d.tokens),
+                           finish_reason="stop" if d.stopped else "length", token_ids=tuple(d.tokens),
+                           logprobs=None if d.logprobs is None else tuple(d.logprobs))
+                for prompt_row, d in zip(rows, decoded, strict=True)]
 
     def record_logprobs(self, params: GenerationParams) -> bool:
         return bool(self.eos) and records_exact_logprobs(self.model, params)
