@@ -744,3 +744,11 @@ def test_certify_table_names_level_and_bound_old_and_new() -> None:
     text = console.export_text()
     assert "floor (90%)" in text and "chi2 (info)" not in text
     assert "0.500" in text and "pinsker" in next(line for line in text.splitlines() if "overall" in line)
+
+
+def test_a_metric_logged_once_is_not_a_curve(tmp_path: Path) -> None:
+    from rlvr_safety.report.plots import plot_curves
+
+    assert plot_curves("run", {"train_runtime": [[12, 40.0]]}, tmp_path / "one.png") is None
+    assert plot_curves("run", {"train_runtime": [[12, 40.0]], "loss": [[1, 0.9], [2, 0.7]]},
+                       tmp_path / "two.png") == tmp_path / "two.png"

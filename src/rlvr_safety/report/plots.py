@@ -221,8 +221,11 @@ def _groups(names: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def plot_curves(run_id: str, metrics: Mapping[str, Any], path: Path) -> Path | None:
-    """One figure per run with a panel per metric group; None when no metric has a valid [step, number]."""
-    series = {str(k): pts for k, v in metrics.items() if (pts := _points(v))}
+    """One figure per run with a panel per metric group; None when no metric has two valid [step, number] points.
+
+    A metric logged once (an end-of-run total: train_runtime, total_flos, ...) is not a curve: it gets no panel (the
+    report lists every metric under the figure), which also keeps a GRPO run's figure to half its panels."""
+    series = {str(k): pts for k, v in metrics.items() if len(pts := _points(v)) >= 2}
     groups = _groups(list(series))
     if not groups:
         return None
