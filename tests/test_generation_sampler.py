@@ -13,7 +13,7 @@ import torch
 from rlvr_safety.evaluation.sampling import ensure_generations
 from rlvr_safety.generation.base import GenerationParams, Prompt
 from rlvr_safety.generation.decode import draw, nucleus
-from rlvr_safety.generation.hf import HFGenerator, SampledLogprobs, batch_seed, encode_prompt
+from rlvr_safety.generation.hf import HFGenerator, batch_seed, encode_prompt
 from rlvr_safety.models import resolve_model
 from rlvr_safety.store import Store
 
@@ -32,14 +32,6 @@ def leaky(tiny_model_dir):
     gc.do_sample = True
     gc.temperature = 0.5
     return HFGenerator(loaded.model, loaded.tokenizer)
-
-
-def test_the_logprob_recorder_changes_no_score():
-    """The recorder the rlvr trainer hands to TRL's generate reads the scores and returns them untouched."""
-    recorder = SampledLogprobs(eos_ids=[0])
-    scores = torch.randn(2, 7)
-    before = scores.clone()
-    assert recorder(torch.zeros(2, 3, dtype=torch.long), scores) is scores and torch.equal(scores, before)
 
 
 def test_the_sampler_draws_the_categorical_law():

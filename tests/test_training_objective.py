@@ -109,7 +109,8 @@ def test_sampling_logps_are_recorded_only_where_exact(tiny_model_dir: Path, tmp_
     """Recording log-probs while sampling replaces the extra policy forward only in fp32 without autocast; under
     bf16 autocast the cached decoding forward rounds differently from the full one, so the forward pass stays."""
     base = _rl(tiny_model_dir, "kl_mode=reward", "beta=0.1", "lora.enabled=false")
-    assert build_trainer(load_config("rlvr", None, base), tmp_path / "fp32").record_sampling_logps
+    fp32 = build_trainer(load_config("rlvr", None, base), tmp_path / "fp32")
+    assert fp32.own_decode and fp32.record_sampling_logps  # decode.py samples the rollouts and keeps the log-probs
     assert not build_trainer(load_config("rlvr", None, [*base, "dtype=bf16"]), tmp_path / "bf16").record_sampling_logps
     assert not build_trainer(load_config("rlvr", None, [*_rl(tiny_model_dir, "kl_mode=loss")]),
                              tmp_path / "loss").record_sampling_logps

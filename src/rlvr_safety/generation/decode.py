@@ -27,8 +27,20 @@ import torch
 @dataclass
 class Decoded:
     tokens: list[int]  # up to the stop token, which is not included
-    stopped: bool
-    logprobs: list[float] | None  # token terms, then the stop term when stopped; None unless recorded
+    stop_token: int | None  # the EOS id drawn, None if the row ran to max_new_tokens
+    token_logprobs: list[float] | None  # log p of each drawn token, the stop token included; None unless recorded
+    stop_logprob: float | None  # log sum_eos p at the stop step (any EOS ends the text the same way)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_token is not None
+
+    def text_logprobs(self) -> list[float] | None:
+        """log p of the text: the token terms, then the stop term if it stopped (completion_logprobs' layout)."""
+        if self.token_logprobs is None:
+            return None
+        terms = self.token_logprobs[:len(self.tokens)]
+        return terms + [self.stop_logprob] if self.stop_logprob is not None else terms
 
 
 def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -68,7 +80,9 @@ def decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: in
     rows = ids.size(0)
     tokens: list[list[int]] = [[] for _ in range(rows)]
     logps: list[list[float]] = [[] for _ in range(rows)]
-    stopped = [False] * rows
+    stops: list[int | None] = [None] * rows
+    stop_lps: list[float | None] = [None] * rows
+    record = record and temperature != 0.0
     alive = torch.arange(rows, device=ids.device)  # original index of each row still in the batch
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     out = _forward(model, input_ids=ids, attention_mask=mask, position_ids=position)
@@ -89,17 +103,16 @@ def decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: in
         stop_lp = (torch.logsumexp(log_probs[:, eos_t], dim=-1).tolist()
                    if record and log_probs is not None and eos_t.numel() else None)
         for r, (row, tok, end) in enumerate(zip(alive.tolist(), chosen.tolist(), ends.tolist(), strict=True)):
-            if stopped[row]:
+            if stops[row] is not None:
                 continue  # kept in an unprunable cache; its draws after the stop are ignored
+            if token_lp is not None:
+                logps[row].append(token_lp[r])
             if end:
-                stopped[row] = True
-                if stop_lp is not None:
-                    logps[row].append(stop_lp[r])
+                stops[row] = tok
+                stop_lps[row] = stop_lp[r] if stop_lp is not None else None
             else:
                 tokens[row].append(tok)
-                if token_lp is not None:
-                    logps[row].append(token_lp[r])
-        if all(stopped[row] for row in alive.tolist()) or step == max_new_tokens - 1:
+        if all(stops[row] is not None for row in alive.tolist()) or step == max_new_tokens - 1:
             break
         keep = ~ends
         if prunable and not bool(keep.all()):
@@ -110,5 +123,4 @@ def decode(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: in
         out = _forward(model, input_ids=chosen[:, None], attention_mask=mask, position_ids=last_position[:, None],
                        past_key_values=cache)
         cache = out.past_key_values
-    return [Decoded(tokens[r], stopped[r], logps[r] if record and temperature != 0.0 else None)
-            for r in range(rows)]
+    return [Decoded(tokens[r], stops[r], logps[r] if record else None, stop_lps[r]) for r in range(rows)]

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor
 
 from ..progress import report
 from .base import Completion, GenerationParams, Prompt, chat_messages, derive_seed
@@ -75,53 +74,6 @@ def batch_seed(seed: int, stream: str, batch: int, rows: Sequence[tuple[Sequence
     """The seed of one batch: from the params' seed and stream, the batch's position and its (prompt ids, sample
     index) rows, so batches, chunks and calls never share noise while a given seed reproduces."""
     return derive_seed(seed, stream, batch, [[list(ids), s] for ids, s in rows])
-
-
-class SampledLogprobs(LogitsProcessor):
-    """Records, while transformers samples, log softmax(logits / T) of every token it draws (and, with `eos_ids`,
-    log sum_eos softmax at every step): the model's log-probs of its own samples without a second forward pass.
-
-    A logits processor sees step t's logits before the token is drawn, so step t's log-softmax is held until step
-    t + 1 shows the drawn token (the last step's waits for `finish`). Processors passed to generate run before
-    transformers' temperature and top-p warpers, on the raw logits. Exact only where the decoding forward computes
-    what a full forward does: float32 weights without autocast (bf16's cached decoding and full forward round apart
-    by ~0.03 nats a token).
-    """
-
-    def __init__(self, temperature: float = 1.0, eos_ids: Sequence[int] = ()) -> None:
-        self.temperature = float(temperature)
-        self.eos_ids = sorted({int(e) for e in eos_ids})
-        self._pending: torch.Tensor | None = None
-        self._tokens: list[torch.Tensor] = []
-        self._stops: list[torch.Tensor] = []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._pending is not None:
-            self._take(input_ids[:, -1])
-        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        return scores
-
-    @property
-    def steps(self) -> int:
-        """Tokens drawn so far (the last one's log-prob waits for `finish`)."""
-        return len(self._tokens) + (self._pending is not None)
-
-    def _take(self, drawn: torch.Tensor) -> None:
-        assert self._pending is not None
-        self._tokens.append(self._pending.gather(-1, drawn.unsqueeze(-1)).squeeze(-1))
-        if self.eos_ids:
-            self._stops.append(torch.logsumexp(self._pending[:, self.eos_ids], dim=-1))
-
-    def finish(self, last_drawn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """(rows, steps) log-probs of the drawn tokens and (with eos_ids) of stopping at each step, given the last
-        step's drawn tokens; None if generate never called this processor."""
-        if self._pending is None:
-            return None
-        self._take(last_drawn.to(self._pending.device))
-        tokens = torch.stack(self._tokens, dim=1)
-        stops = torch.stack(self._stops, dim=1) if self.eos_ids else None
-        self._pending, self._tokens, self._stops = None, [], []
-        return tokens, stops
 
 
 def records_exact_logprobs(model: Any, params: GenerationParams) -> bool:
@@ -190,7 +142,7 @@ class HFGenerator:
         return [Completion(text=self.tokenizer.decode(d.tokens, skip_special_tokens=True),
                            prompt_tokens=len(prompt_row), completion_tokens=len(d.tokens),
                            finish_reason="stop" if d.stopped else "length", token_ids=tuple(d.tokens),
-                           logprobs=None if d.logprobs is None else tuple(d.logprobs))
+                           logprobs=None if (lp := d.text_logprobs()) is None else tuple(lp))
                 for prompt_row, d in zip(rows, decoded, strict=True)]
 
     def record_logprobs(self, params: GenerationParams) -> bool:

@@ -26,23 +26,21 @@ when training starts from a LoRA adapter folder).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from transformers import LogitsProcessor, LogitsProcessorList
 from trl import GRPOConfig, GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
 from rlvr_safety.errors import UserError
-from rlvr_safety.generation.hf import SampledLogprobs
+from rlvr_safety.generation.decode import decode
+from rlvr_safety.generation.hf import left_pad
 
 from . import common
 from .advantages import ALGORITHMS, Baseline, Scale, advantage_settings, group_advantages, kl_penalised
@@ -76,21 +74,6 @@ class TrackedReward:
         return values
 
 
-@contextlib.contextmanager
-def _extra_logits_processor(model: Any, processor: LogitsProcessor) -> Iterator[None]:
-    """Within the block `model.generate` also runs `processor` (an instance attribute shadows the method)."""
-    original = model.generate
-
-    def generate(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
-
-    model.generate = generate
-    try:
-        yield
-    finally:
-        del model.generate
-
-
 class MonitoredGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + the kl_mode objective, our advantages, an explicit reference, and sequence-level KL (k1/k2/k3)
     and success rate on every step's rollouts, at any beta.
@@ -99,10 +82,12 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     kl_mode "loss" it becomes TRL's k3-in-loss coefficient after construction; with "reward" it enters the reward.
     `reference` is the frozen starting model for full fine-tuning; None with LoRA (adapter switched off).
     Policy log-probs for the logged KL come from the loss pass (no extra forward), or TRL's `old_per_token_logps`.
-    With the KL in the reward the sampling log-probs are recorded while transformers samples (SampledLogprobs)
-    when that is exact: a float32 policy without autocast, sampled by transformers, single-turn. Elsewhere (bf16,
-    vLLM, tools) one extra no-grad policy forward per generation batch gives them: in bf16 the cached decoding
-    forward and the full forward round differently, by about the size of the KL being penalised.
+    Rollouts without vLLM are sampled by generation/decode.py when the law TRL asks for is its own (temperature and
+    top_p; see `own_decode`): rows that stop leave the batch, tokens are drawn from the CDF instead of
+    torch.multinomial's per-entry exponentials, and in float32 without autocast the sampling log-probs the KL in the
+    reward needs are kept as they are drawn. Elsewhere (bf16, vLLM, tools, other sampling options) one extra no-grad
+    policy forward per generation batch gives them: in bf16 the cached decoding forward and the full forward round
+    differently, by about the size of the KL being penalised.
     """
 
     def __init__(self, *args: Any, kl_mode: KLMode, kl_beta: float, reference: Any = None,
@@ -148,16 +133,25 @@ class MonitoredGRPOTrainer(GRPOTrainer):
             self.ref_model = reference
         elif not is_peft_model(self.accelerator.unwrap_model(self.model)):
             raise ValueError("full fine-tuning needs an explicit frozen reference (the model training starts from)")
-        self.record_sampling_logps = kl_mode == "reward" and self._sampling_is_exact()
+        self.own_decode = self._law_is_temperature_and_top_p()
+        self.record_sampling_logps = kl_mode == "reward" and self.own_decode and self._float32_without_autocast()
 
-    def _sampling_is_exact(self) -> bool:
-        """Whether log-probs recorded during sampling equal the trainer's forward pass: float32 weights, no autocast,
-        transformers' generate (not vLLM), one turn (no tool calls), no ZeRO-3 / FSDP gathering."""
+    def _law_is_temperature_and_top_p(self) -> bool:
+        """Whether decode.py can sample the rollouts: TRL's law is temperature + top_p alone (top_k 0, no min_p,
+        no repetition penalty, no generation_kwargs), one turn of text (no tools, no images), the policy's weights
+        all on this process (no vLLM, ZeRO-3 or FSDP gathering) and a KV cache (no gradient checkpointing)."""
+        targs: Any = self.args
+        return (not self.use_vllm and not self.use_transformers_continuous_batching and not self.tools
+                and not self._is_vlm and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
+                and not targs.gradient_checkpointing and targs.top_k in (0, None) and targs.min_p is None
+                and targs.repetition_penalty == 1.0 and not targs.generation_kwargs
+                and targs.max_completion_length is not None)
+
+    def _float32_without_autocast(self) -> bool:
+        """Where log-probs kept while sampling equal the trainer's forward pass."""
         targs: Any = self.args
         model = self.accelerator.unwrap_model(self.model)
-        weights_fp32 = all(p.dtype == torch.float32 for p in model.parameters())
-        return (weights_fp32 and not (targs.bf16 or targs.fp16) and not self.use_vllm and not self.tools
-                and not self.is_deepspeed_enabled and not self.is_fsdp_enabled)
+        return all(p.dtype == torch.float32 for p in model.parameters()) and not (targs.bf16 or targs.fp16)
 
     # -- reference access for monitors ---------------------------------------------------------------------------
     def reference_handle(self) -> ReferenceHandle:
@@ -245,23 +239,33 @@ class MonitoredGRPOTrainer(GRPOTrainer):
                 self._metrics[mode]["success_rate"].append(hits / count)
         return out
 
-    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
-        """TRL's generation, under the trainer's autocast: with fp32 master weights (full fine-tuning in bf16) the
-        sampling forwards run in bf16 like the loss pass, not in fp32 (a no-op in fp32 and on vLLM)."""
+    def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any, *args: Any,
+                              **kwargs: Any) -> Any:
+        """The rollouts: decode.py where `own_decode` holds (keeping the sampling log-probs in float32), else
+        TRL's generation; both under the trainer's autocast, so that with fp32 master weights (full fine-tuning in
+        bf16) sampling runs in bf16 like the loss pass (a no-op in fp32 and on vLLM)."""
         if self.use_vllm:
-            return super()._generate_single_turn(*args, **kwargs)
-        if not self.record_sampling_logps:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, *args, **kwargs)
+        if not self.own_decode or multimodal_fields or (images is not None and any(i is not None for i in images)):
             with self.accelerator.autocast():
-                return super()._generate_single_turn(*args, **kwargs)
-        recorder = SampledLogprobs(self.temperature)
-        with self.accelerator.autocast(), _extra_logits_processor(self.accelerator.unwrap_model(self.model), recorder):
-            completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
-        # the last step's drawn token of each row (rows that stopped earlier are masked out of the KL)
-        steps = recorder.steps
-        last = torch.tensor([c[steps - 1] if len(c) >= steps else 0 for c in completion_ids])
-        recorded = recorder.finish(last)
-        self._sampling_logps = recorded[0] if recorded is not None else None
-        return completion_ids, logprobs
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, *args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        pad = self._tokenizer.pad_token_id
+        ids, mask = left_pad([list(p) for p in prompt_ids], int(pad if pad is not None else self.eos_token_ids[0]),
+                             self.accelerator.device)
+        with torch.no_grad(), self.accelerator.autocast():
+            decoded = decode(model, ids, mask, int(self.max_completion_length or 0), self.temperature, self.top_p or 1.0,
+                             self.eos_token_ids, record=self.record_sampling_logps)
+        # as TRL returns them: each completion up to and including its EOS token
+        completion_ids = [d.tokens + ([d.stop_token] if d.stop_token is not None else []) for d in decoded]
+        if self.record_sampling_logps:
+            width = max((len(c) for c in completion_ids), default=0)
+            logps = torch.zeros((len(decoded), width))
+            for r, d in enumerate(decoded):
+                lp = d.token_logprobs or []
+                logps[r, :len(lp)] = torch.tensor(lp)
+            self._sampling_logps = logps
+        return completion_ids, None
 
     def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
