@@ -1,5 +1,6 @@
 """hf backend (batched, length-sorted, left-padded) vs a plain one-prompt-at-a-time `model.generate` loop, and the
-hf backend in bf16 vs fp32 (the CPU default is bf16 where it is native: models.cpu_dtype_name).
+hf backend in bf16 vs fp32 (the CPU default is bf16 only with AMX, models.cpu_dtype_name: without AMX bf16 matmuls
+are slower than fp32's here, though small-batch decoding, bound by reading the weights, can still gain).
 
 Same prompts, same greedy settings, same model, same process. Prints tokens/s for each and the ratios.
 Usage: python benchmarks/generation_throughput.py [--model default] [--n 64] [--max-new-tokens 64] [--batch-size 16]
@@ -59,7 +60,7 @@ def main() -> None:
     gen = HFGenerator(fp32.model, fp32.tokenizer)
     gen.generate(texts[:2], GenerationParams(max_new_tokens=4), progress=False)  # warm-up
     print(f"device={fp32.device} model={args.model} prompts={len(texts)} max_new_tokens={args.max_new_tokens} "
-          f"batch_size={args.batch_size} torch_threads={torch.get_num_threads()} native_bf16={cpu_bf16_native()} "
+          f"batch_size={args.batch_size} torch_threads={torch.get_num_threads()} bf16_default={cpu_bf16_native()} "
           f"load={os.getloadavg()[0]:.2f}")
 
     if not args.skip_baseline:

@@ -47,7 +47,7 @@ def main() -> None:
             if rep:
                 times[name].append(time.perf_counter() - t0)
     print(f"model={args.model} batch={args.batch} seq={args.seq} reps={args.reps} threads={torch.get_num_threads()} "
-          f"native_bf16={cpu_bf16_native()} load={os.getloadavg()[0]:.2f}")
+          f"bf16_default={cpu_bf16_native()} load={os.getloadavg()[0]:.2f}")
     base = min(times["fp32"])
     for name, ts in times.items():
         print(f"{name:16s}: min {min(ts):7.2f} s  median {statistics.median(ts):7.2f} s  "
