@@ -156,6 +156,15 @@ def test_the_study_judge_flows_to_every_stage_unless_one_names_its_own():
         "guard": "keyword"}
 
 
+def test_a_certificate_from_eval_samples_names_the_eval_judge():
+    """With certificate.source: eval the certify stage reads the eval's verdicts: the dry run names the eval's judge,
+    and a certificate.judge that would be ignored is refused when the spec loads."""
+    s = spec(judge="keyword", eval={"temperature": 1.0, "judge": "learned"}, certificate={"source": "eval"})
+    assert s.stage_judges("certify") == {"certify": "learned"}
+    with pytest.raises(UserError, match="certificate.judge: keyword is not used with certificate.source: eval"):
+        spec(eval={"temperature": 1.0, "judge": "learned"}, certificate={"source": "eval", "judge": "keyword"})
+
+
 def test_run_configs_are_typed_and_merged_in_order():
     from rlvr_safety.training.config import RLVRConfig, SFTConfig
 

@@ -108,8 +108,9 @@ class ForecastSettings(_Strict):
 class CertificateSettings(_Strict):
     """`source: sample` draws the certificate's own samples (`limit` harmful prompts per safety5 benchmark, `k`=1,
     `max_new_tokens`); `source: eval` certifies the eval's own sampled answers to its harmful prompts (needs
-    `eval.temperature: 1`): one draw per prompt serves the safety numbers, the measured drift and the certificate,
-    and only two log-prob passes are added. When the spec loads, every certify stage's settings are built into a
+    `eval.temperature: 1`, and takes the eval's judge): one draw per prompt serves the safety numbers, the measured
+    drift and the certificate, and only the log-prob passes are added (the reference's; the policy's too where the
+    eval could not record them while sampling). When the spec loads, every certify stage's settings are built into a
     validated CertifyConfig (StudySpec.certify_config), so the range checks are CertifyConfig's
     (evaluation/configs.py); the study's defaults differ from the certify command's where a field says so."""
 
@@ -222,6 +223,12 @@ class StudySpec(_Strict):
         if self.certificate.enabled and self.certificate.source == "eval" and self.eval.temperature != 1.0:
             raise ValueError("certificate.source: eval needs eval.temperature: 1 (the certificate's log-probs must "
                              "describe the sampler); or use certificate.source: sample")
+        eval_judge = self.eval.judge or self.judge
+        if (self.certificate.enabled and self.certificate.source == "eval" and self.certificate.judge is not None
+                and self.certificate.judge != eval_judge):
+            raise ValueError(f"certificate.judge: {self.certificate.judge} is not used with certificate.source: eval "
+                             f"(the certificate takes the eval's verdicts, judged by {eval_judge}); drop it, or set "
+                             "eval.judge, or use certificate.source: sample")
         return self
 
     @model_validator(mode="after")
@@ -364,7 +371,9 @@ class StudySpec(_Strict):
             return {"guard": self.guard_config(base or self.base_models[0]).judge}
         if stage_kind == "forecast":
             return {"forecast": self.forecast.judge or self.judge}
-        if stage_kind == "certify":
+        if stage_kind == "certify":  # from the eval's samples, the certificate takes the eval's verdicts
+            if self.certificate.source == "eval":
+                return {"certify": self.eval_config(base or self.base_models[0]).judge}
             return {"certify": self.certificate.judge or self.judge}
         if stage_kind == "eval":
             return {"eval": self.eval_config(base or self.base_models[0]).judge}
