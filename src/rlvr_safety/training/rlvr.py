@@ -40,7 +40,7 @@ from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_a
 
 from rlvr_safety.errors import UserError
 from rlvr_safety.generation.decode import decode
-from rlvr_safety.generation.hf import left_pad
+from rlvr_safety.generation.hf import float32_weights, left_pad
 
 from . import common
 from .advantages import ALGORITHMS, Baseline, Scale, advantage_settings, group_advantages, kl_penalised
@@ -150,8 +150,7 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     def _float32_without_autocast(self) -> bool:
         """Where log-probs kept while sampling equal the trainer's forward pass."""
         targs: Any = self.args
-        model = self.accelerator.unwrap_model(self.model)
-        return all(p.dtype == torch.float32 for p in model.parameters()) and not (targs.bf16 or targs.fp16)
+        return float32_weights(self.accelerator.unwrap_model(self.model)) and not (targs.bf16 or targs.fp16)
 
     # -- reference access for monitors ---------------------------------------------------------------------------
     def reference_handle(self) -> ReferenceHandle:
